@@ -1,0 +1,1 @@
+"""`mnm model summary` (filled in by the networks work)."""

@@ -1,0 +1,25 @@
+"""Helpers shared by the test suites: run the real CLI in a subprocess, optionally with torch blocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None; "
+
+
+def run_python(code: str, block_torch: bool = False, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; with ``block_torch`` every ``import torch`` raises ImportError."""
+    env = {**os.environ, "MNM_NO_PROGRESS": "1", **kwargs.pop("env", {})}
+    prefix = BLOCK_TORCH if block_torch else ""
+    return subprocess.run(
+        [sys.executable, "-c", prefix + code],
+        capture_output=True, text=True, timeout=timeout, env=env, **kwargs,
+    )
+
+
+def run_cli(*args: str, block_torch: bool = False, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``mnm ARGS`` in a real subprocess and return its exit code and output."""
+    code = f"import sys; from mnm.cli import run; sys.exit(run({list(map(str, args))!r}))"
+    return run_python(code, block_torch=block_torch, timeout=timeout, **kwargs)
