@@ -1,1 +1,50 @@
-"""`mnm model summary` (filled in by the networks work)."""
+"""`mnm model summary`: parameters and multiply-accumulates per exported graph of a config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mnm.cli.app import model_app
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M"
+
+
+def _giga(n: int) -> str:
+    return f"{n / 1e9:.3f} G"
+
+
+def _table(report: dict) -> str:
+    """Graphs then totals; the naive column shows the cost without the joint-conv rewrite."""
+    rows = [("graph", "params", "MACs/image", "naive MACs")]
+    sections = [report["graphs"], {f"total {k}": v for k, v in report["totals"].items()}]
+    for section in sections:
+        for name, entry in section.items():
+            naive = _giga(entry["macs_naive"]) if entry["macs_naive"] != entry["macs"] else ""
+            rows.append((name, _millions(entry["params"]), _giga(entry["macs"]), naive))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for row in rows:
+        first, *rest = zip(row, widths, strict=True)
+        cells = [first[0].ljust(first[1])] + [cell.rjust(w) for cell, w in rest]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+@model_app.command("summary")
+def summary(
+    preset: str = typer.Option("paper", "--preset", help="Config preset: paper, lite or tiny."),
+    config: Path | None = typer.Option(None, "--config", help="JSON file of config fields over the preset."),
+    overrides: list[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Parameters and MACs per image of every exported graph, measured on the real modules."""
+    from mnm.config import resolve_config
+    from mnm.nn.summary import summarize
+
+    report = summarize(resolve_config(preset, config, overrides))
+    typer.echo(json.dumps(report, indent=2) if as_json else _table(report))

@@ -1,0 +1,168 @@
+"""Building blocks shared by the networks (DESIGN §3) and the joint-conv rewrite (DESIGN §4).
+
+The generator blocks follow the reference: every conv is bias-free and followed by BatchNorm,
+and gating is a GLU over channels (``F.glu``, which exports to ONNX as Split/Sigmoid/Mul).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GLU(nn.Module):
+    """First half of the channels times the sigmoid of the second half."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.glu(x, dim=1)
+
+
+def conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False)
+
+
+def up_block(in_ch: int, out_ch: int) -> nn.Sequential:
+    """Nearest ×2 → conv3×3 → BN → GLU: doubles the side, ends with ``out_ch`` channels."""
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), *same_block(in_ch, out_ch))
+
+
+def same_block(in_ch: int, out_ch: int) -> nn.Sequential:
+    """conv3×3 → BN → GLU at the same side."""
+    return nn.Sequential(conv3x3(in_ch, 2 * out_ch), nn.BatchNorm2d(2 * out_ch), GLU())
+
+
+class ResBlock(nn.Module):
+    """conv3×3(n, 2n) → BN → GLU → conv3×3(n, n) → BN, plus the input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            conv3x3(channels, 2 * channels),
+            nn.BatchNorm2d(2 * channels),
+            GLU(),
+            conv3x3(channels, channels),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x) + x
+
+
+def down_block(in_ch: int, out_ch: int, norm: bool = True, bias: bool = False) -> nn.Sequential:
+    """conv4 stride 2 (halves the side) → BN (optional) → LeakyReLU(0.2)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=bias)]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_ch))
+    layers.append(nn.LeakyReLU(0.2))
+    return nn.Sequential(*layers)
+
+
+def conv3x3_lrelu(in_ch: int, out_ch: int) -> nn.Sequential:
+    """conv3×3 → BN → LeakyReLU(0.2) at the same side (encoder and info-D tails)."""
+    return nn.Sequential(conv3x3(in_ch, out_ch), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2))
+
+
+def down_widths(size: int, base: int, cap: int) -> list[int]:
+    """Channels after each stride-2 step from ``size`` down to 4×4.
+
+    Widths are anchored to the resolution r reached (``base·64/r``, capped), so every image size
+    gets the reference's deep layers and small sizes simply skip the wide, shallow ones.
+    """
+    widths, r = [], size // 2
+    while r >= 4:
+        widths.append(max(1, min(base * 64 // r, cap)))
+        r //= 2
+    return widths
+
+
+def strided_encoder(
+    in_ch: int, size: int, base: int, cap: int, norm: bool = True, bias: bool = False
+) -> nn.Sequential:
+    """The conv4-stride-2 path from ``size`` to 4×4 used by the encoders and the discriminators.
+
+    The first step has no BatchNorm (as in the reference); ``norm=False`` drops it everywhere.
+    """
+    layers, prev = [], in_ch
+    for i, width in enumerate(down_widths(size, base, cap)):
+        layers.append(down_block(prev, width, norm=norm and i > 0, bias=bias))
+        prev = width
+    return nn.Sequential(*layers)
+
+
+def _border_index(n: int, device: torch.device) -> torch.Tensor:
+    """[0, 1, 1, ..., 1, 2]: maps each of n rows (or columns) to its border class.
+
+    Built from a Python list so exporters record it as one constant (spatial sizes are static).
+    """
+    return torch.tensor([0] + [1] * (n - 2) + [2], dtype=torch.long, device=device)
+
+
+class CodeConv3x3(nn.Module):
+    """A bias-free 3×3 conv over ``concat(features, code broadcast to H×W)``, computed exactly
+    without materialising the broadcast (DESIGN §4).
+
+    The code's share of the output is constant except where zero padding cuts taps off, so it
+    takes one of nine values (corners, edges, interior). Convolving the code over a 3×3 constant
+    map with the same padding yields exactly those nine; a Gather with [0, 1, …, 1, 2] spreads them
+    over H×W. The weight keeps the naive layout ``[out, in, 3, 3]`` with the input channels in the
+    reference order: ``code_first`` (child: c then φ) or features first (parent: h then p).
+    """
+
+    def __init__(self, feat_channels: int, code_channels: int, out_channels: int, code_first: bool):
+        super().__init__()
+        self.feat_channels = feat_channels
+        self.code_channels = code_channels
+        self.code_first = code_first
+        self.use_rewrite = True  # False runs the naive broadcast-concat conv (cost comparison)
+        self.weight = nn.Parameter(torch.empty(out_channels, feat_channels + code_channels, 3, 3))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # nn.Conv2d's default
+
+    def _split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.code_first:
+            return self.weight[:, self.code_channels :], self.weight[:, : self.code_channels]
+        return self.weight[:, : self.feat_channels], self.weight[:, self.feat_channels :]
+
+    def forward(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        if not self.use_rewrite:
+            return self.naive(feat, code)
+        w_feat, w_code = self._split()
+        height, width = feat.shape[2], feat.shape[3]
+        out = F.conv2d(feat, w_feat, padding=1)
+        plane = code[:, :, None, None] * torch.ones(1, 1, 3, 3, dtype=code.dtype, device=code.device)
+        classes = F.conv2d(plane, w_code, padding=1)  # [N, out, 3, 3]: the nine border classes
+        classes = classes.index_select(2, _border_index(height, feat.device))
+        classes = classes.index_select(3, _border_index(width, feat.device))
+        return out + classes
+
+    def naive(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """The reference computation: broadcast the code to H×W, concatenate, convolve."""
+        tiled = code[:, :, None, None].expand(-1, -1, feat.shape[2], feat.shape[3])
+        joint = torch.cat([tiled, feat] if self.code_first else [feat, tiled], dim=1)
+        return F.conv2d(joint, self.weight, padding=1)
+
+
+class JointBlock(nn.Module):
+    """sameBlock over ``concat(features, broadcast code)`` via :class:`CodeConv3x3` → BN → GLU."""
+
+    def __init__(self, feat_channels: int, code_channels: int, out_channels: int, code_first: bool):
+        super().__init__()
+        self.conv = CodeConv3x3(feat_channels, code_channels, 2 * out_channels, code_first)
+        self.bn = nn.BatchNorm2d(2 * out_channels)
+
+    def forward(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return F.glu(self.bn(self.conv(feat, code)), dim=1)
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module) -> nn.Module:
+    """The reference's init: orthogonal conv/linear weights, BN weights N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, CodeConv3x3)):
+            nn.init.orthogonal_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
