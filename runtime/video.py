@@ -1,0 +1,338 @@
+"""Video sources and sinks for animation: frames in as RGB uint8, frames out to GIF, MP4, PNGs or a window.
+
+Sources: a webcam index, a video file (both through one ``cv2.VideoCapture`` class, so tests that
+read a file exercise the webcam path), or a folder of images. Each source peeks at its first frame
+when opened, so a source without frames fails before any model work, and each says when it stops
+early instead of ending quietly. Sinks write to a temporary name beside the target and rename it on
+``close``; whatever was written before an error is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from mnm.atomic import atomic_dir, atomic_path
+from mnm.errors import MnmError
+from mnm.imaging import load_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+GIF_MAX_BYTES = 128 * 2**20
+"""A GIF is encoded at the end, so its frames stay in memory: at most this many bytes of RGB frames."""
+
+FRAME_NAME = re.compile(r"\d{6}\.png")
+
+
+# ---------------------------------------------------------------- sources
+
+
+class CaptureSource:
+    """A ``cv2.VideoCapture`` over a webcam index (``live``) or a video file."""
+
+    def __init__(self, target: int | str | os.PathLike):
+        self.live = isinstance(target, int)
+        self.name = f"webcam {target}" if self.live else str(target)
+        if not self.live and not Path(target).is_file():
+            raise MnmError(f"{target}: no such video file")
+        self._cap = _open_capture(target if self.live else str(target))
+        if not self._cap.isOpened():
+            if self.live:
+                raise MnmError(
+                    f"{self.name}: cannot open the camera (no device at that index, busy, or no permission)"
+                )
+            raise MnmError(
+                f"{self.name}: cannot open as a video (not a video file, an unsupported codec, "
+                "a truncated file, or a file with no frames)"
+            )
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.fps = fps if fps > 0 else None
+        self.frame_count = count if count > 0 and not self.live else None
+        ok, first = self._cap.read()
+        if not ok:
+            self.close()
+            raise MnmError(f"{self.name}: {'the camera gave no frame' if self.live else 'no frames to read'}")
+        self._first: np.ndarray | None = first
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yield RGB frames; raise ``MnmError`` if the stream stops before its announced end."""
+        n = 0
+        while True:
+            if self._first is not None:
+                bgr, self._first = self._first, None
+            else:
+                ok, bgr = self._cap.read()
+                if not ok:
+                    break
+            n += 1
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if self.live:
+            raise MnmError(f"{self.name}: the camera stopped delivering frames after {n} frames")
+        if self.frame_count is not None and n < self.frame_count:
+            count = self.frame_count
+            raise MnmError(f"{self.name}: the video stopped after {n} of {count} frames (truncated, corrupt)")
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class FolderSource:
+    """The images of a folder in natural name order (frame2 before frame10), one frame each."""
+
+    live = False
+    fps = None
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.name = str(folder)
+        files = [
+            p
+            for p in self.folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        ]
+        if not files:
+            raise MnmError(
+                f"{self.name}: no frames: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        self.files = sorted(files, key=_natural_key)
+        self.frame_count = len(self.files)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        for i, path in enumerate(self.files):
+            try:
+                frame = load_image(path)
+            except MnmError as exc:
+                raise MnmError(
+                    f"{self.name}: stopped at frame {i + 1} of {self.frame_count}: {exc}"
+                ) from None
+            yield frame
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(spec: str) -> CaptureSource | FolderSource:
+    """``spec`` is a folder of images, a video file, or a webcam index (digits, when no such path exists)."""
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path)
+    if path.exists() or not spec.isdigit():
+        return CaptureSource(path)
+    return CaptureSource(int(spec))
+
+
+def _open_capture(target: int | str) -> cv2.VideoCapture:
+    """Open quietly: failures become our own one-line errors, not FFmpeg/OpenCV console warnings."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.VideoCapture(target)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+# ---------------------------------------------------------------- sinks
+
+
+class _Staged:
+    """A temporary path from ``mnm.atomic`` held across calls: ``commit`` renames, ``discard`` removes."""
+
+    def __init__(self, manager: contextlib.AbstractContextManager[Path]):
+        self._stack = contextlib.ExitStack()
+        self.path = self._stack.enter_context(manager)
+
+    def commit(self) -> None:
+        self._stack.close()
+
+    def discard(self) -> None:
+        self._stack.__exit__(_Discard, _Discard(), None)
+
+
+class _Discard(Exception):
+    """Thrown into the staging context so that it removes the temporary path."""
+
+
+class GifSink:
+    """An animated GIF (Pillow, looping). Frames are held until ``close``, up to ``max_bytes``."""
+
+    def __init__(self, path: Path, fps: float, max_bytes: int = GIF_MAX_BYTES):
+        self.path, self.fps, self.max_bytes = path, fps, max_bytes
+        self._frames: list[np.ndarray] = []
+        self.count = 0
+        self.full = False
+
+    @property
+    def limit_note(self) -> str:
+        return (
+            f"{self.path}: a GIF keeps its frames in memory until it is written; stopped at {self.count} "
+            f"frames ({self.max_bytes / 2**20:g} MiB); write .mp4 or a frame folder for longer runs"
+        )
+
+    def write(self, frame: np.ndarray) -> None:
+        self._frames.append(np.array(frame, dtype=np.uint8, copy=True))
+        self.count += 1
+        self.full = (self.count + 1) * frame.nbytes > self.max_bytes
+
+    def close(self) -> None:
+        if not self._frames:
+            return
+        images = [Image.fromarray(f) for f in self._frames]
+        self._frames = []
+        duration = max(20, round(1000 / self.fps))  # browsers slow down GIF frames shorter than 20 ms
+        try:
+            with atomic_path(self.path) as tmp:
+                images[0].save(
+                    tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+                )
+        except OSError as exc:
+            raise MnmError(f"{self.path}: cannot write the GIF ({exc.strerror or exc})") from None
+
+
+class Mp4Sink:
+    """An MP4 (OpenCV, mp4v), streamed to disk; the writer opens on the first frame, which fixes the size."""
+
+    full = False
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = path, fps
+        self.count = 0
+        self._staged: _Staged | None = None
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            self._staged = _Staged(atomic_path(self.path))
+            height, width = frame.shape[:2]
+            self._writer = cv2.VideoWriter(
+                str(self._staged.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
+            )
+            if not self._writer.isOpened():
+                self._staged.discard()
+                self._writer = self._staged = None
+                raise MnmError(f"{self.path}: cannot write MP4 (this OpenCV build has no mp4v encoder)")
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.count += 1
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        self._staged.commit()
+
+
+class FolderSink:
+    """Numbered PNGs (000000.png, ...) in a staged folder that replaces ``path`` on ``close``."""
+
+    full = False
+
+    def __init__(self, path: Path):
+        if path.exists() and not path.is_dir():
+            raise MnmError(
+                f"{path}: exists and is not a folder; name a .gif, .mp4 or a folder for the frames"
+            )
+        if path.is_dir():
+            other = [p.name for p in path.iterdir() if not FRAME_NAME.fullmatch(p.name)]
+            if other:
+                raise MnmError(
+                    f"{path}: the folder holds other files ({other[0]}, ...); frames replace the folder, "
+                    "so name a new or empty one"
+                )
+        self.path = path
+        self.count = 0
+        self._staged: _Staged | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._staged is None:
+            self._staged = _Staged(atomic_dir(self.path))
+        target = self._staged.path / f"{self.count:06d}.png"
+        try:
+            Image.fromarray(frame).save(target, format="PNG")
+        except OSError as exc:
+            raise MnmError(f"{self.path}: cannot write frame {target.name} ({exc.strerror or exc})") from None
+        self.count += 1
+
+    def close(self) -> None:
+        if self._staged is not None:
+            self._staged.commit()
+            self._staged = None
+
+
+Sink = GifSink | Mp4Sink | FolderSink
+
+
+def open_sink(path: str | os.PathLike, fps: float) -> Sink:
+    """``.gif`` and ``.mp4`` give files; a path without suffix (or an existing folder) gives numbered PNGs."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return GifSink(path, fps)
+    if suffix == ".mp4":
+        return Mp4Sink(path, fps)
+    if suffix == "" or path.is_dir():
+        return FolderSink(path)
+    raise MnmError(f"{path}: unsupported output {suffix!r}; write a .gif, an .mp4, or a folder of PNGs")
+
+
+# ---------------------------------------------------------------- window
+
+
+class Window:
+    """An OpenCV window (``--show``); needs the GUI build of OpenCV and a display."""
+
+    def __init__(self, title: str = "mnm animate", min_side: int = 384):
+        problem = gui_problem()
+        if problem:
+            raise MnmError(f"--show: {problem}")
+        self.title, self.min_side = title, min_side
+        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
+
+    def show(self, frame: np.ndarray) -> bool:
+        """Display ``frame``; False once the user pressed q or Esc or closed the window."""
+        scale = max(1, -(-self.min_side // max(frame.shape[:2])))
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        if scale > 1:
+            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        cv2.imshow(self.title, bgr)
+        key = cv2.waitKey(1) & 0xFF
+        return key not in (ord("q"), 27) and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.title)
+
+
+def gui_problem() -> str | None:
+    """Why no window can open here, or None. Checked first: a GUI build with no display aborts."""
+    gui = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cv2.getBuildInformation().splitlines()
+            if line.strip().startswith("GUI:")
+        ),
+        "",
+    )
+    if gui.upper() in ("", "NONE"):
+        return (
+            "this OpenCV has no GUI support (opencv-python-headless); install opencv-python instead "
+            "(uninstall the headless one first: the two must not be installed together), or drop --show"
+        )
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return "no display to open a window on (DISPLAY is not set); drop --show or run in a desktop session"
+    return None
+

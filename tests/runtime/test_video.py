@@ -1,0 +1,391 @@
+"""Video sources, sinks and the real-time loop, run on real files written here (no model needed).
+
+Frame i of every test video carries i in binary, one 16 x 16 black or white block per bit, so the
+order and identity of frames survive lossy codecs and resizing and can be checked after a round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mnm.runtime import realtime, video
+from PIL import Image
+
+from mnm.errors import MnmError
+
+SIZE = (64, 48)  # width, height: a 4 x 3 grid of 16 x 16 blocks
+BITS = 6
+RED = (220, 30, 30)
+
+
+def frame_rgb(i: int) -> np.ndarray:
+    """Frame ``i``: blocks 0-5 hold the bits of i, blocks 6-11 are red (catches BGR/RGB mix-ups)."""
+    frame = np.empty((SIZE[1], SIZE[0], 3), np.uint8)
+    frame[...] = RED
+    for k in range(BITS):
+        r, c = divmod(k, 4)
+        frame[16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = 255 if (i >> k) & 1 else 0
+    return frame
+
+
+def index_of(frame: np.ndarray) -> int:
+    """Read the bits back from the centre of each block, whatever the frame's size."""
+    h, w = frame.shape[:2]
+    value = 0
+    for k in range(BITS):
+        r, c = divmod(k, 4)
+        y, x = int((r + 0.5) * h / 3), int((c + 0.5) * w / 4)
+        if frame[y, x].mean() > 128:
+            value |= 1 << k
+    return value
+
+
+def write_video(path: Path, n: int, fps: float = 25.0, fourcc: str = "mp4v") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, SIZE)
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(cv2.cvtColor(frame_rgb(i), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def write_frame_folder(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(frame_rgb(i)).save(folder / f"frame{i}.png")  # frame10 sorts after frame9
+    return folder
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+def gif_frames(path: Path) -> tuple[int, list[int]]:
+    with Image.open(path) as im:
+        durations = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            durations.append(im.info["duration"])
+        return im.n_frames, durations
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".mnm-tmp-")]
+
+
+# ---------------------------------------------------------------- sources
+
+
+def test_capture_class_used_for_webcams_reads_a_video_file(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 12, fps=20)
+    source = video.open_source(str(clip))
+    assert isinstance(source, video.CaptureSource)
+    assert not source.live and source.fps == pytest.approx(20) and source.frame_count == 12
+    frames = list(source.frames())
+    source.close()
+    assert [index_of(f) for f in frames] == list(range(12))
+    assert all(f.shape == (SIZE[1], SIZE[0], 3) and f.dtype == np.uint8 for f in frames)
+    assert np.abs(frames[3][40, 56].astype(int) - RED).max() <= 12  # RGB order, not BGR
+
+
+def test_digits_mean_a_webcam_index_when_no_such_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MnmError, match=r"^webcam 97: cannot open the camera"):
+        video.open_source("97")
+    write_video(tmp_path / "97.mp4", 3).rename(tmp_path / "97")  # an existing path wins over a webcam
+    source = video.open_source("97")
+    assert not source.live and len(list(source.frames())) == 3
+
+
+def test_folder_source_natural_order_and_sizes(tmp_path):
+    folder = write_frame_folder(tmp_path / "frames", 12)
+    (folder / "notes.txt").write_text("not a frame")
+    source = video.open_source(str(folder))
+    assert isinstance(source, video.FolderSource) and source.frame_count == 12 and source.fps is None
+    assert [index_of(f) for f in source.frames()] == list(range(12))
+
+
+def test_folder_with_corrupt_image_in_the_middle_stops_with_a_clear_line(tmp_path):
+    folder = write_frame_folder(tmp_path / "frames", 6)
+    (folder / "frame3.png").write_bytes((folder / "frame3.png").read_bytes()[:60])
+    source = video.open_source(str(folder))
+    got = []
+    with pytest.raises(
+        MnmError, match=r"frames: stopped at frame 4 of 6: .*frame3\.png: corrupt or truncated"
+    ):
+        for frame in source.frames():
+            got.append(index_of(frame))
+    assert got == [0, 1, 2]
+
+
+def test_truncated_video_stops_mid_stream_with_a_clear_line(tmp_path):
+    clip = write_video(tmp_path / "clip.avi", 30, fourcc="MJPG")
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])
+    source = video.open_source(str(clip))
+    got = []
+    with pytest.raises(MnmError, match=r"clip\.avi: the video stopped after (\d+) of 30 frames") as err:
+        for frame in source.frames():
+            got.append(index_of(frame))
+    assert 0 < len(got) < 30 and got == list(range(len(got)))
+    assert f"after {len(got)} of 30" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.mp4", r"missing\.mp4: no such video file"),
+        (lambda d: _write(d / "junk.mp4", b"not a video" * 20), r"junk\.mp4: cannot open as a video"),
+        (lambda d: write_video(d / "empty.avi", 0, fourcc="MJPG"), r"empty\.avi: no frames to read"),
+        (lambda d: write_video(d / "empty.mp4", 0), r"empty\.mp4: cannot open as a video .*no frames"),
+        (lambda d: _mkdir(d / "nothing"), r"nothing: no frames: the folder holds no images"),
+    ],
+)
+def test_sources_that_cannot_give_frames_fail_at_open(tmp_path, make, message):
+    target = make(tmp_path)
+    with pytest.raises(MnmError, match=message) as err:
+        video.open_source(str(target))
+    assert "\n" not in str(err.value)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+# ---------------------------------------------------------------- sinks
+
+
+def test_gif_sink_frames_duration_and_loop(tmp_path):
+    sink = video.open_sink(tmp_path / "out.gif", fps=10)
+    for i in range(7):
+        sink.write(frame_rgb(i))
+    assert not (tmp_path / "out.gif").exists()  # written at close, in one go
+    sink.close()
+    n, durations = gif_frames(tmp_path / "out.gif")
+    assert n == 7 and durations == [100] * 7
+    with Image.open(tmp_path / "out.gif") as im:
+        assert im.info["loop"] == 0
+        im.seek(4)
+        assert index_of(np.array(im.convert("RGB"))) == 4
+    assert leftovers(tmp_path) == []
+
+
+def test_gif_sink_caps_memory_with_a_clear_note(tmp_path):
+    frame = frame_rgb(0)
+    sink = video.GifSink(tmp_path / "out.gif", fps=10, max_bytes=5 * frame.nbytes)
+    written = 0
+    while not sink.full:
+        sink.write(frame_rgb(written))
+        written += 1
+    assert written == 5 and sink.count == 5
+    assert "stopped at 5 frames" in sink.limit_note and ".mp4 or a frame folder" in sink.limit_note
+    sink.close()
+    assert gif_frames(tmp_path / "out.gif")[0] == 5
+
+
+def test_mp4_sink_streams_frames(tmp_path):
+    sink = video.open_sink(tmp_path / "out.mp4", fps=12)
+    for i in range(9):
+        sink.write(frame_rgb(i))
+    sink.close()
+    frames = read_video(tmp_path / "out.mp4")
+    assert [index_of(f) for f in frames] == list(range(9))
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12)
+    cap.release()
+    assert leftovers(tmp_path) == []
+
+
+def test_folder_sink_numbered_pngs_and_refuses_a_folder_of_other_files(tmp_path):
+    sink = video.open_sink(tmp_path / "frames", fps=10)
+    for i in range(4):
+        sink.write(frame_rgb(i))
+    sink.close()
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == ["000000.png", "000001.png", "000002.png", "000003.png"]
+    assert index_of(np.array(Image.open(tmp_path / "frames" / "000002.png"))) == 2
+    # a rerun replaces the old frames; a folder with anything else is refused
+    sink = video.open_sink(tmp_path / "frames", fps=10)
+    sink.write(frame_rgb(0))
+    sink.close()
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000000.png"]
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "me.jpg").write_bytes(b"x")
+    with pytest.raises(MnmError, match=r"photos: the folder holds other files \(me\.jpg"):
+        video.open_sink(tmp_path / "photos", fps=10)
+    assert leftovers(tmp_path) == []
+
+
+def test_sinks_without_frames_write_nothing_and_odd_outputs_are_refused(tmp_path):
+    for name in ("out.gif", "out.mp4", "frames"):
+        sink = video.open_sink(tmp_path / name, fps=10)
+        sink.close()
+        assert not (tmp_path / name).exists()
+    assert leftovers(tmp_path) == []
+    with pytest.raises(MnmError, match=r"out\.avi: unsupported output '\.avi'"):
+        video.open_sink(tmp_path / "out.avi", fps=10)
+
+
+@pytest.mark.skipif(video.gui_problem() is None, reason="this OpenCV can open windows")
+def test_window_without_gui_support_says_why():
+    with pytest.raises(MnmError, match=r"^--show: (this OpenCV has no GUI support|no display)"):
+        video.Window()
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def slow_thumbnail(delay_s: float, seen: list | None = None):
+    """A stand-in model: waits ``delay_s`` (slower than capture), then shrinks the frame."""
+
+    def process(frame: np.ndarray) -> np.ndarray:
+        if seen is not None:
+            seen.append(index_of(frame))
+        time.sleep(delay_s)
+        return cv2.resize(frame, (32, 32), interpolation=cv2.INTER_AREA)
+
+    return process
+
+
+def test_every_frame_processed_when_not_realtime(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 15)
+    source, seen = video.open_source(str(clip)), []
+    sink = video.open_sink(tmp_path / "out.mp4", fps=25)
+    report = realtime.run(source, slow_thumbnail(0.01, seen), sink, show_progress=False)
+    assert (report.frames_in, report.frames_out, report.drops) == (15, 15, 0)
+    assert seen == list(range(15)) and report.stopped == "end of source" and report.error is None
+    assert [index_of(f) for f in read_video(tmp_path / "out.mp4")] == list(range(15))
+
+
+def test_realtime_drops_are_counted_when_processing_is_slower_than_capture(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 30, fps=100)  # a frame every 10 ms, processing takes 35
+    source, seen = video.open_source(str(clip)), []
+    sink = video.open_sink(tmp_path / "out.gif", fps=10)
+    report = realtime.run(source, slow_thumbnail(0.035, seen), sink, realtime=True, pace_fps=source.fps)
+    assert report.frames_in == 30
+    assert report.frames_in == report.frames_out + report.drops
+    assert report.drops >= 10 and report.frames_out == len(seen) == sink.count
+    assert seen == sorted(set(seen)) and seen[0] == 0  # always the newest frame, never one twice
+    assert seen[-1] >= 27  # the last frames are not lost behind a queue
+    assert gif_frames(tmp_path / "out.gif")[0] == report.frames_out
+
+
+def test_realtime_pacing_follows_the_file_frame_rate(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 10, fps=40)
+    source = video.open_source(str(clip))
+    report = realtime.run(source, slow_thumbnail(0.0), None, realtime=True, pace_fps=source.fps)
+    assert report.frames_in == 10 and report.frames_in == report.frames_out + report.drops
+    assert report.wall_s >= 9 / 40  # the tenth frame is read no sooner than 225 ms in
+
+
+def test_percentiles_come_from_real_timings(tmp_path):
+    folder = write_frame_folder(tmp_path / "frames", 20)
+    delays = [0.005 if i % 4 else 0.04 for i in range(20)]  # every fourth frame is slow
+    measured = []
+
+    def process(frame):
+        began = time.perf_counter()
+        time.sleep(delays[index_of(frame)])
+        measured.append(time.perf_counter() - began)
+        return frame
+
+    report = realtime.run(video.open_source(str(folder)), process, None, show_progress=False)
+    assert report.frames_out == 20
+    p50, p95 = np.percentile(measured, [50, 95]) * 1000
+    assert report.inference_ms["p50"] == pytest.approx(p50, abs=1.0)
+    assert report.inference_ms["p95"] == pytest.approx(p95, abs=1.0)
+    assert report.inference_ms["p95"] >= 40 > report.inference_ms["p50"] >= 5
+    assert report.latency_ms["p50"] >= report.inference_ms["p50"]
+    assert report.fps == pytest.approx(20 / report.wall_s)
+    summary = "\n".join(report.summary_lines())
+    assert (
+        "frames in 20, out 20, dropped 0" in summary and f"p95 {report.inference_ms['p95']:.1f} ms" in summary
+    )
+
+
+def test_max_frames_in_both_modes(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 20)
+    blocking = realtime.run(video.open_source(str(clip)), slow_thumbnail(0), None, max_frames=6)
+    assert (blocking.frames_in, blocking.frames_out, blocking.drops, blocking.stopped) == (
+        6,
+        6,
+        0,
+        "max-frames",
+    )
+    live = realtime.run(
+        video.open_source(str(clip)), slow_thumbnail(0.02), None, realtime=True, max_frames=3, pace_fps=200
+    )
+    assert live.frames_out == 3 and live.stopped == "max-frames"
+    assert live.frames_in == live.frames_out + live.drops
+
+
+def test_source_failing_mid_stream_keeps_what_was_produced(tmp_path):
+    folder = write_frame_folder(tmp_path / "frames", 8)
+    (folder / "frame5.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    sink = video.open_sink(tmp_path / "out.gif", fps=10)
+    report = realtime.run(video.open_source(str(folder)), slow_thumbnail(0), sink, show_progress=False)
+    assert report.stopped == "source error" and "stopped at frame 6 of 8" in str(report.error)
+    assert (report.frames_in, report.frames_out, report.drops) == (5, 5, 0)
+    n, _ = gif_frames(tmp_path / "out.gif")
+    assert n == 5
+    assert leftovers(tmp_path) == []
+
+
+def test_a_model_error_keeps_frames_already_written(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 10)
+
+    def failing(frame):
+        if index_of(frame) == 4:
+            raise MnmError("model: out of cheese")
+        return frame
+
+    report = realtime.run(video.open_source(str(clip)), failing, video.open_sink(tmp_path / "o.mp4", 10))
+    assert report.stopped == "error" and str(report.error) == "model: out of cheese"
+    assert report.frames_out == 4 and len(read_video(tmp_path / "o.mp4")) == 4
+
+
+def test_timing_stats_memory_is_flat_and_percentiles_stay_close():
+    stats = realtime.TimingStats(capacity=1000)
+    values = np.random.default_rng(0).uniform(0, 0.1, 50_000)
+    for v in values:
+        stats.add(float(v))
+    assert stats.count == 50_000 and stats._samples.shape == (1000,)
+    summary = stats.summary_ms()
+    assert summary["p50"] == pytest.approx(np.percentile(values, 50) * 1000, abs=5)
+    assert summary["p95"] == pytest.approx(np.percentile(values, 95) * 1000, abs=3)
+    assert summary["mean"] == pytest.approx(values.mean() * 1000)
+    assert realtime.TimingStats().summary_ms() == {"p50": None, "p95": None, "mean": None}
+
+
+def test_slot_keeps_only_the_newest_or_blocks():
+    slot = realtime.FrameSlot(keep_newest=True)
+    for i in range(5):
+        assert slot.put(i)
+    slot.finish()
+    assert slot.take() == 4 and slot.take() is None and slot.dropped == 4
+    blocking = realtime.FrameSlot(keep_newest=False)
+    assert blocking.put("a")
+    started = time.perf_counter()
+    threading.Timer(0.1, blocking.take).start()
+    assert blocking.put("b")  # waits until "a" was taken
+    assert time.perf_counter() - started >= 0.09 and blocking.dropped == 0
+    assert blocking.close() == 1 and not blocking.put("c")
