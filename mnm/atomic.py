@@ -51,26 +51,48 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it replaces ``path``.
 
     A previous folder at ``path`` is moved aside first and removed only after the new one
-    carries the final name.
+    carries the final name. A kill between those two renames leaves the previous folder under
+    its aside name; the next call (or ``recover_dir``) moves it back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + "-", dir=path.parent))
     try:
         yield tmp
-        old = None
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                _fsync_file(file)
+        aside = path.parent / f"{TMP_PREFIX}{path.name}-old"
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + "-old-", dir=path.parent))
-            os.rmdir(old)
-            os.replace(path, old)
+            os.replace(path, aside)
         os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(path.parent)
+        shutil.rmtree(aside, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover_dir(path: str | os.PathLike) -> None:
+    """Restore a folder that an interrupted ``atomic_dir`` left moved aside."""
+    path = Path(path)
+    aside = path.parent / f"{TMP_PREFIX}{path.name}-old"
+    if aside.exists():
+        if path.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(aside, path)
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
