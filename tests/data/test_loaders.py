@@ -3,6 +3,8 @@ inputs have the hand-computed geometry, and every kind of bad box names its file
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from mnm.training.datasets import background_size, detect_format, open_dataset
@@ -122,6 +124,20 @@ def test_folder_json_integer_labels_and_line_numbers(tmp_path, writers):
         ("x.png", (4.0, 4.0, 30.0, 30.0), 3, 2, (64, 64)),
         ("y.png", (10.0, 8.0, 20.0, 20.0), 0, 3, (64, 48)),
     ]
+
+
+def test_synthetic_set_reads_as_cub_layout_with_its_ground_truth(tmp_path):
+    from mnm.training.synthetic import render_dataset
+
+    root = render_dataset(tmp_path / "syn", n=10, size=32, shapes=2, textures_per_shape=2, backgrounds=2,
+                          correlation=0.5, seed=5, workers=1)
+    truth = {t["file"]: t for t in map(json.loads, (root / "ground_truth.jsonl").read_text().splitlines())}
+    ds = open_dataset(root, "all")
+    assert ds.format == "cub" and ds.num_classes == 4 and len(ds) == 10
+    for rec in ds.records:
+        t = truth[rec.path.relative_to(root / "images").as_posix()]
+        assert rec.label == t["c"] and rec.box == tuple(float(v) for v in t["box"])
+    assert ds.sample(0, np.random.default_rng(0), 32)["background"].shape == (3, 31, 31)
 
 
 def test_exif_orientation_gives_the_displayed_size(tmp_path):

@@ -14,8 +14,9 @@ from mnm.imaging import crop_resize, load_image, object_crop_box, to_model_input
 
 
 def background_size(size: int) -> int:
-    """B, the side of the background-discriminator input: 126 at S=128 (the reference's choice)."""
-    return round(126 * size / 128)
+    """B, the side of the background-discriminator input: 126·S/128 rounded down (126 at S=128,
+    the reference's choice; 31 at S=32), the same as `mnm.nn.discriminators.background_input_size`."""
+    return 126 * size // 128
 
 
 def background_scale_side(size: int) -> int:
@@ -48,6 +49,7 @@ class ImageDataset:
         return len(self.records)
 
     def load(self, i: int) -> np.ndarray:
+        """Record i decoded: HxWx3 uint8 RGB."""
         return load_record(self.records[i])
 
     def sample(self, i: int, rng: np.random.Generator, size: int) -> dict:
