@@ -1,0 +1,236 @@
+"""Data-parallel training over processes: init, replica sync, stat reduction, and a launcher.
+
+Gradients are averaged by a pre-step hook on every optimiser instead of wrapping modules in
+DistributedDataParallel. The GAN step runs several forward/backward passes per iteration over
+overlapping module sets (D on real and on detached fakes, G and E through a D that is not being
+updated, E alone for code reprediction), which DDP's reducer handles badly: it expects one backward
+per forward and needs ``find_unused_parameters``. Averaging exactly the gradients an optimiser is
+about to apply is correct for any such schedule, at the cost of not overlapping communication with
+the backward pass. Float buffers (BatchNorm statistics) are averaged after each step, so every
+replica holds identical tensors, which the checkpoint records as per-rank checksums.
+
+The process group comes from the usual environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
+LOCAL_RANK): ``torchrun --nproc_per_node=N -m mnm.training.cli code ...`` or ``mnm train code
+--nproc N``, whose launcher (``launch``) sets it for its children. NCCL on GPUs, gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from mnm.atomic import write_text
+from mnm.errors import MnmError
+
+# A stuck collective (a rank that died between two of them) fails after this instead of hanging.
+TIMEOUT = timedelta(minutes=10)
+LAUNCHER_PID = "MNM_LAUNCHER_PID"
+
+
+@dataclass
+class Replicas:
+    """Where this process stands in the group; the defaults describe a single process."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    # collectives (no-ops for one process) ---------------------------------------------------
+    def broadcast_modules(self, modules: dict[str, torch.nn.Module]) -> None:
+        """Give every replica rank 0's parameters and buffers."""
+        if self.enabled:
+            for name in sorted(modules):
+                for tensor in modules[name].state_dict().values():
+                    dist.broadcast(tensor.data, src=0)
+
+    def average_gradients_before_step(self, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """Hook each optimiser so the gradients it applies are the mean over replicas."""
+        if not self.enabled:
+            return
+        for optimizer in optimizers.values():
+            optimizer.register_step_pre_hook(self._average_gradients)
+
+    def _average_gradients(self, optimizer, args, kwargs) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= self.world
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    def average_buffers(self, modules: dict[str, torch.nn.Module]) -> None:
+        """Mean of every floating-point buffer (BatchNorm running statistics) over replicas."""
+        if not self.enabled:
+            return
+        buffers = [b for name in sorted(modules) for b in modules[name].buffers() if b.is_floating_point()]
+        if buffers:
+            flat = torch.cat([b.reshape(-1) for b in buffers])
+            dist.all_reduce(flat)
+            flat /= self.world
+            offset = 0
+            for b in buffers:
+                b.copy_(flat[offset:offset + b.numel()].view_as(b))
+                offset += b.numel()
+
+    def mean_stats(self, stats: dict[str, float]) -> dict[str, float]:
+        """The mean of each stat over replicas (every rank reports the same keys)."""
+        if not self.enabled or not stats:
+            return stats
+        keys = sorted(stats)
+        values = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(values)
+        return {k: float(v) / self.world for k, v in zip(keys, values.tolist(), strict=True)}
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on any rank (stop requests, failures)."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item() > 0)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def checksums(self, tensors: dict[str, torch.Tensor]) -> list[str]:
+        """sha256 of each replica's tensors, gathered from every rank (rank order)."""
+        digest = tensor_digest(tensors)
+        if not self.enabled:
+            return [digest.hex()]
+        local = torch.tensor(list(digest), dtype=torch.uint8, device=self.device)
+        gathered = [torch.empty_like(local) for _ in range(self.world)]
+        dist.all_gather(gathered, local)
+        return [bytes(t.cpu().tolist()).hex() for t in gathered]
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> bytes:
+    """sha256 over the names, dtypes, shapes and bytes of ``tensors`` in key order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.digest()
+
+
+def init(device: str) -> Replicas:
+    """Join the process group described by the environment, or describe a single process.
+
+    ``device`` is "cpu", "cuda" or "auto"; with CUDA each process takes GPU ``LOCAL_RANK``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MnmError("--device cuda: no CUDA device is visible to PyTorch")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise MnmError(
+                f"process {local_rank} has no GPU: {torch.cuda.device_count()} visible; "
+                "use at most one process per GPU"
+            )
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    if world == 1:
+        return Replicas(device=chosen)
+    backend = "nccl" if use_cuda else "gloo"
+    dist.init_process_group(backend, timeout=TIMEOUT, device_id=chosen if use_cuda else None)
+    return Replicas(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, device=chosen)
+
+
+def shutdown(replicas: Replicas) -> None:
+    if replicas.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launcher_gone() -> bool:
+    """True when this process was started by ``launch`` and that launcher has died (kill -9)."""
+    pid = os.environ.get(LAUNCHER_PID)
+    return pid is not None and os.getppid() != int(pid)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(spec: dict, nproc: int, grace_s: float = 10.0) -> int:
+    """Run ``nproc`` training processes on this machine (``mnm train ... --nproc N``); their exit code.
+
+    Each child runs ``python -m mnm.training.cli worker --spec FILE``. SIGINT and SIGTERM sent to the
+    launcher are passed on, so a Ctrl-C makes rank 0 save a checkpoint. When one child fails the
+    others get ``grace_s`` seconds to notice (their collectives fail) and are then killed.
+    """
+    with tempfile.TemporaryDirectory(prefix="mnm-launch-") as tmp:
+        spec_file = Path(tmp) / "spec.json"
+        write_text(spec_file, json.dumps(spec))
+        base_env = {
+            **os.environ,
+            "WORLD_SIZE": str(nproc),
+            "LOCAL_WORLD_SIZE": str(nproc),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(_free_port()),
+            LAUNCHER_PID: str(os.getpid()),
+        }
+        cmd = [sys.executable, "-m", "mnm.training.cli", "worker", "--spec", str(spec_file)]
+        children = [
+            subprocess.Popen(cmd, env={**base_env, "RANK": str(rank), "LOCAL_RANK": str(rank)})
+            for rank in range(nproc)
+        ]
+
+        def forward(signum, frame):
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return _wait_all(children, grace_s)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _wait_all(children: list[subprocess.Popen], grace_s: float) -> int:
+    failed_at = None
+    while any(c.poll() is None for c in children):
+        codes = [c.returncode for c in children if c.returncode is not None]
+        if failed_at is None and any(code not in (0, 130) for code in codes):
+            failed_at = time.monotonic()
+        if failed_at is not None and time.monotonic() - failed_at > grace_s:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+        time.sleep(0.1)
+    # rank 0's code unless it succeeded; a child killed by signal N counts as 128 + N, as in a shell
+    codes = [c.returncode if c.returncode >= 0 else 128 - c.returncode for c in children]
+    return next((code for code in codes if code != 0), 0)

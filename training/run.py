@@ -1,0 +1,181 @@
+"""A training run's folder: options, stats, sample grids, rotated checkpoints and ``latest``.
+
+Layout (``--out runs`` makes ``runs/<NNNNN>-<name>/``, numbered like StyleGAN's run folders, so
+repeated runs never overwrite each other)::
+
+    options.json           everything needed to continue the run (written once, atomically)
+    stats.jsonl            one JSON record per logging interval
+    samples/<step>.png     a sample grid per snapshot
+    checkpoints/<step>/    mnm.checkpoint folders; the last K are kept
+    latest                 names the newest complete checkpoint; written after it exists
+
+The order "checkpoint folder renamed into place, then ``latest``, then old folders removed"
+means a process killed at any moment leaves ``latest`` naming a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+from mnm.atomic import TMP_PREFIX, write_text
+from mnm.errors import MnmError
+
+RUN_NUMBER = re.compile(r"^(\d{5})-")
+CHECKPOINT_NAME = re.compile(r"^\d{8}$")
+LATEST = "latest"
+CHECKPOINT_FILES = ("tensors.safetensors", "meta.json")
+
+
+def new_run_dir(out: str | Path, name: str) -> Path:
+    """Create ``out/<NNNNN>-<name>`` with the next free number (safe against a concurrent launch)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MnmError(f"{out}: --out must be a folder for run folders, not a file")
+    out.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in out.iterdir() if (m := RUN_NUMBER.match(p.name))]
+    number = max(taken, default=-1) + 1
+    while True:
+        path = out / f"{number:05d}-{name}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def is_checkpoint(path: Path) -> bool:
+    return path.is_dir() and all((path / f).is_file() for f in CHECKPOINT_FILES)
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A run folder (follows ``latest``) or a checkpoint folder → the checkpoint folder."""
+    path = Path(path)
+    if not path.exists():
+        raise MnmError(f"{path}: no such run or checkpoint folder")
+    if is_checkpoint(path):
+        return path
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        found = RunFolder(path).latest_checkpoint()
+        if found is None:
+            raise MnmError(f"{path}: this run folder holds no complete checkpoint yet")
+        return found
+    raise MnmError(
+        f"{path}: not a run folder (options.json, checkpoints/, latest) nor a checkpoint folder "
+        "(tensors.safetensors + meta.json)"
+    )
+
+
+class RunFolder:
+    """Reads and writes one run folder; only the process of rank 0 writes."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.samples = self.path / "samples"
+        self.stats_path = self.path / "stats.jsonl"
+        self.options_path = self.path / "options.json"
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunFolder:
+        """The run folder that holds ``checkpoint`` (``<run>/checkpoints/<step>``)."""
+        checkpoint = Path(checkpoint)
+        run = checkpoint.parent.parent
+        if checkpoint.parent.name != "checkpoints" or not (run / "options.json").is_file():
+            raise MnmError(f"{checkpoint}: to resume, give a run folder or a checkpoint inside one")
+        return cls(run)
+
+    # options ---------------------------------------------------------------------------------
+    def write_options(self, options: dict) -> None:
+        write_text(self.options_path, json.dumps(options, indent=2, sort_keys=True) + "\n")
+
+    def read_options(self) -> dict:
+        try:
+            data = json.loads(self.options_path.read_text())
+        except FileNotFoundError:
+            raise MnmError(f"{self.options_path}: missing; is {self.path} a run folder?") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MnmError(f"{self.options_path}: not readable JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise MnmError(f"{self.options_path}: must hold a JSON object")
+        return data
+
+    # stats -----------------------------------------------------------------------------------
+    def append_stats(self, record: dict) -> None:
+        """Append one JSON line and flush it.
+
+        The one file not replaced atomically: rewriting a growing log every interval costs
+        quadratic time. A kill can tear only the last line, which ``read_stats`` skips and
+        ``truncate_stats`` (run on resume) removes.
+        """
+        with open(self.stats_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True, allow_nan=True) + "\n")
+
+    def read_stats(self) -> list[dict]:
+        if not self.stats_path.is_file():
+            return []
+        records = []
+        for line in self.stats_path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def truncate_stats(self, step: int) -> None:
+        """Keep the records up to ``step`` (the checkpoint being resumed), atomically."""
+        kept = [r for r in self.read_stats() if isinstance(r, dict) and r.get("step", math.inf) <= step]
+        write_text(self.stats_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+    # samples ---------------------------------------------------------------------------------
+    def save_sample(self, step: int, image) -> Path:
+        from mnm.imaging import save_image
+
+        path = self.samples / f"{step:08d}.png"
+        save_image(path, image)
+        return path
+
+    # checkpoints -----------------------------------------------------------------------------
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints / f"{step:08d}"
+
+    def save_checkpoint(self, step: int, tensors: dict, meta: dict, keep: int) -> Path:
+        """Write ``checkpoints/<step>``, point ``latest`` at it, then drop all but the last ``keep``."""
+        from mnm.checkpoint import save_checkpoint
+
+        path = self.checkpoint_path(step)
+        save_checkpoint(path, tensors, meta)
+        write_text(self.path / LATEST, f"checkpoints/{path.name}\n")
+        self.rotate(keep, protect=path)
+        return path
+
+    def complete_checkpoints(self) -> list[Path]:
+        """Complete checkpoint folders, oldest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [p for p in self.checkpoints.iterdir() if CHECKPOINT_NAME.match(p.name) and is_checkpoint(p)]
+        return sorted(found, key=lambda p: p.name)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The checkpoint ``latest`` names; the newest complete one when ``latest`` is missing or stale."""
+        latest = self.path / LATEST
+        if latest.is_file():
+            target = self.path / latest.read_text(encoding="utf-8").strip()
+            if is_checkpoint(target):
+                return target
+        complete = self.complete_checkpoints()
+        return complete[-1] if complete else None
+
+    def rotate(self, keep: int, protect: Path) -> None:
+        """Remove all but the newest ``keep`` checkpoints (0 keeps all) and stale temporary folders."""
+        if self.checkpoints.is_dir():
+            for tmp in self.checkpoints.glob(TMP_PREFIX + "*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        if keep <= 0:
+            return
+        for old in self.complete_checkpoints()[:-keep]:
+            if old != protect:
+                shutil.rmtree(old, ignore_errors=True)
