@@ -44,7 +44,9 @@ def summary(
 ) -> None:
     """Parameters and MACs per image of every exported graph, measured on the real modules."""
     from mnm.config import resolve_config
+
+    cfg = resolve_config(preset, config, overrides)  # bad input fails before torch is imported
     from mnm.nn.summary import summarize
 
-    report = summarize(resolve_config(preset, config, overrides))
+    report = summarize(cfg)
     typer.echo(json.dumps(report, indent=2) if as_json else _table(report))

@@ -71,7 +71,7 @@ def down_widths(size: int, base: int, cap: int) -> list[int]:
     """
     widths, r = [], size // 2
     while r >= 4:
-        widths.append(max(1, min(base * 64 // r, cap)))
+        widths.append(min(base * 64 // r, cap))
         r //= 2
     return widths
 
