@@ -79,6 +79,12 @@ class ModelConfig:
         return cls(**data).validate()
 
 
+def background_input_size(image_size: int) -> int:
+    """Side B of the background-discriminator input: 126·S/128 rounded down (126 at S=128, as the
+    reference; 31 at S=32). The data loaders crop to it and the background D is built for it."""
+    return 126 * image_size // 128
+
+
 PRESETS: dict[str, ModelConfig] = {
     # The paper's CUB model.
     "paper": ModelConfig(),

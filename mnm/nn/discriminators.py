@@ -10,14 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnm.config import ModelConfig
+from mnm.config import ModelConfig, background_input_size
 from mnm.nn.blocks import conv3x3_lrelu, strided_encoder
 from mnm.nn.encoders import KINDS
-
-
-def background_input_size(size: int) -> int:
-    """Side B of the background-D input: 126 at S=128 (126·S/128, rounded down)."""
-    return 126 * size // 128
 
 
 class PatchD(nn.Module):

@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from mnm.training.datasets import background_size, detect_format, open_dataset
 from PIL import Image
 
+from mnm.config import background_input_size
 from mnm.errors import MnmError
 from mnm.imaging import crop_resize, to_model_input, to_uint8
+from mnm.training.datasets import detect_format, open_dataset
 
 CUB_ITEMS = [
     ("001.Aaa/a1.png", (200, 150), (60, 40, 40, 30), 1, True),
@@ -192,7 +193,7 @@ def test_background_crop_box_and_flip(b1, writers, flip):
     seed = seed_where(lambda ox, oy, f: f == flip and 17 <= ox <= 50)  # box fully inside the crop
     ox, oy, _ = draws(seed)
     out = b1.sample(2, np.random.default_rng(seed), S)
-    assert background_size(S) == B and out["background"].shape == (3, B, B)
+    assert background_input_size(S) == B and out["background"].shape == (3, B, B)
     x0, y0, x1, y1 = 50 - ox, 20 - oy, 80 - ox, 45 - oy  # box (100, 40, 160, 90) at scale 0.5
     if flip:
         x0, x1 = B - x1, B - x0

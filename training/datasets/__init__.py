@@ -11,17 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mnm.training.datasets import cars, cub, dogs, folder
-from mnm.training.datasets.annotations import Annotations, Problem, Record, resolve, select
-from mnm.training.datasets.dataset import ImageDataset, background_scale_side, background_size
-
 from mnm.errors import MnmError
 from mnm.progress import track
+from mnm.training.datasets import cars, cub, dogs, folder
+from mnm.training.datasets.annotations import Annotations, Problem, Record, resolve, select
+from mnm.training.datasets.dataset import ImageDataset, background_scale_side
 
 READERS = {"cub": cub, "dogs": dogs, "cars": cars, "folder": folder}
 
 __all__ = [
-    "READERS", "ImageDataset", "Problem", "Record", "background_scale_side", "background_size",
+    "READERS", "ImageDataset", "Problem", "Record", "background_scale_side",
     "check_dataset", "detect_format", "open_dataset", "read_annotations",
 ]
 

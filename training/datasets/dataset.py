@@ -7,16 +7,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from mnm.training.datasets.annotations import Record
 
+from mnm.config import background_input_size
 from mnm.errors import MnmError
 from mnm.imaging import crop_resize, load_image, object_crop_box, to_model_input
-
-
-def background_size(size: int) -> int:
-    """B, the side of the background-discriminator input: 126·S/128 rounded down (126 at S=128,
-    the reference's choice; 31 at S=32), the same as `mnm.nn.discriminators.background_input_size`."""
-    return 126 * size // 128
+from mnm.training.datasets.annotations import Record
 
 
 def background_scale_side(size: int) -> int:
@@ -72,7 +67,7 @@ class ImageDataset:
         img = self.load(i)
         obj = crop_resize(img, object_crop_box(rec.box, rec.width, rec.height), size)
 
-        side = background_size(size)
+        side = background_input_size(size)
         scale = background_scale_side(size) / min(rec.width, rec.height)
         rw, rh = round(rec.width * scale), round(rec.height * scale)  # the short side is S·76/64 > B
         resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
