@@ -9,8 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from mnm.codes import parent_of
+from mnm.errors import MnmError
 from mnm.training.synthetic import (
     KEYPOINTS,
+    Pose,
     SynthSpec,
     render_dataset,
     render_from_factors,
@@ -18,9 +22,6 @@ from mnm.training.synthetic import (
     sample_factors,
 )
 from mnm.training.synthetic.render import supersampling
-
-from mnm.codes import parent_of
-from mnm.errors import MnmError
 from tests.util import run_cli
 
 SPEC = SynthSpec(size=64, shapes=3, textures_per_shape=4, backgrounds=5, correlation=0.6, seed=11)
@@ -87,6 +88,10 @@ def test_truth_matches_the_factors_and_the_api_renders_the_same_image(dataset, t
         assert (f.b, f.p, f.c, f.pose.to_dict()) == (t["b"], t["p"], t["c"], t["pose"])
         on_disk = cv2.imread(str(dataset / "images" / t["file"]), cv2.IMREAD_COLOR)[..., ::-1]
         np.testing.assert_array_equal(render_scene(SPEC, t["id"] - 1).image, on_disk)
+        # The evaluation path: the scene again from the JSON record alone.
+        again = render_from_factors(SPEC, t["b"], t["p"], t["c"], Pose.from_dict(t["pose"]),
+                                    background_key=t["id"] - 1, texture_key=t["id"] - 1)
+        np.testing.assert_array_equal(again.image, on_disk)
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.35, 1.0])

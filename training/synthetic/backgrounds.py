@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+
 from mnm.training.synthetic.colour import GOLDEN, hsv, hue_name, mix
 from mnm.training.synthetic.spec import DOMAIN_BACKGROUND, rng_for
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from mnm.training.synthetic.shapes import rotate
 
 from mnm.errors import MnmError
+from mnm.training.synthetic.shapes import rotate
 
 ROTATION_RANGE = 25.0  # degrees either way
 FILL_RANGE = (0.5, 0.85)  # the object's larger box side, as a fraction of the image side

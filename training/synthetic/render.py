@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
+
+from mnm.errors import MnmError
 from mnm.training.synthetic.backgrounds import background_family, draw_background
 from mnm.training.synthetic.colour import to_uint8
 from mnm.training.synthetic.pose import Pose, sample_pose
@@ -23,8 +25,6 @@ from mnm.training.synthetic.spec import (
     rng_for,
 )
 from mnm.training.synthetic.textures import paint, texture
-
-from mnm.errors import MnmError
 
 SHIFT = 4  # fractional bits of the polygon vertices given to cv2.fillPoly
 
@@ -94,9 +94,9 @@ def render_from_factors(spec: SynthSpec, b: int, p: int, c: int, pose: Pose,
         cv2.fillPoly(labels, [np.rint(pts * (1 << SHIFT)).astype(np.int32)], int(label), cv2.LINE_8, SHIFT)
 
     foreground = np.zeros((size * f, size * f, 3), np.float32)
-    rows, cols = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
-    if rows.size:
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    x0, y0, w, h = cv2.boundingRect(labels)  # of the non-zero pixels
+    if w:
+        y1, x1 = y0 + h, x0 + w
         crop = labels[y0:y1, x0:x1]
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
         uv = pose.invert(np.stack([xx + 0.5, yy + 0.5], axis=-1) / f, size)
@@ -105,8 +105,9 @@ def render_from_factors(spec: SynthSpec, b: int, p: int, c: int, pose: Pose,
         tex = texture(spec.seed, int(c), spec.textures_per_shape)
         colour = paint(tex, crop, uv[..., 0].astype(np.float32), uv[..., 1].astype(np.float32), gain)
         foreground[y0:y1, x0:x1] = colour * (crop > 0)[..., None]
-    coverage = (labels > 0).astype(np.float32).reshape(size, f, size, f).mean(axis=(1, 3))
-    foreground = foreground.reshape(size, f, size, f, 3).mean(axis=(1, 3))
+    # Area interpolation by an integer factor is the exact f x f block mean.
+    coverage = cv2.resize((labels > 0).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    foreground = cv2.resize(foreground, (size, size), interpolation=cv2.INTER_AREA)
 
     bg_rng = rng_for(spec.seed, DOMAIN_IMAGE, background_key, STREAM_BACKGROUND)
     background = draw_background(background_family(spec.seed, int(b)), size, bg_rng)
@@ -120,10 +121,8 @@ def render_from_factors(spec: SynthSpec, b: int, p: int, c: int, pose: Pose,
 
 def mask_box(mask: np.ndarray) -> list[int] | None:
     """[x, y, w, h] in pixels of the smallest box holding every pixel the object touches."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not rows.size:
-        return None
-    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+    x, y, w, h = cv2.boundingRect(mask)
+    return [int(x), int(y), int(w), int(h)] if w else None
 
 
 def _keypoints(points: dict[str, np.ndarray], pose: Pose, size: int) -> dict[str, list]:

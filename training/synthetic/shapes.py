@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from mnm.training.synthetic.spec import DOMAIN_SHAPE, DOMAIN_WORLD, rng_for
 
 # Part labels, in drawing order (later parts cover earlier ones). NECK is painted like the body.

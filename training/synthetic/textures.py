@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from mnm.training.synthetic.colour import GOLDEN, hsv, hue_name, mix
 from mnm.training.synthetic.shapes import BEAK, BODY_LIKE, CREST, EYE, HEAD, LEG, TAIL, WING
 from mnm.training.synthetic.spec import DOMAIN_TEXTURE, DOMAIN_WORLD, rng_for

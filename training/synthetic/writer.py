@@ -16,16 +16,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from mnm.atomic import write_bytes, write_text
+from mnm.errors import MnmError
+from mnm.progress import track
 from mnm.training.synthetic.backgrounds import background_family
 from mnm.training.synthetic.preview import preview_grid
 from mnm.training.synthetic.render import render_scene
 from mnm.training.synthetic.shapes import KEYPOINTS, shape_family
 from mnm.training.synthetic.spec import SynthSpec, is_int
 from mnm.training.synthetic.textures import texture
-
-from mnm.atomic import write_bytes, write_text
-from mnm.errors import MnmError
-from mnm.progress import track
 
 FORMAT = "mnm-synth/1"
 PREVIEW_COUNT = 32
@@ -46,7 +46,12 @@ def class_folder(spec: SynthSpec, c: int) -> str:
 
 def render_dataset(out: str | os.PathLike, n: int, size: int, shapes: int, textures_per_shape: int,
                    backgrounds: int, correlation: float, seed: int, workers: int | None = None) -> Path:
-    """Render ``n`` scenes into folder ``out`` and return it; see ``docs/architecture.md``."""
+    """Render ``n`` scenes into folder ``out`` and return it.
+
+    Writes ``images/`` and ``masks/`` (same relative names), the CUB index files, ``ground_truth.jsonl``,
+    ``preview.png`` and ``synth.json``. ``workers`` (default: every CPU) are spawned processes, so a
+    script that calls this with more than one worker needs the usual ``if __name__ == "__main__":``.
+    """
     spec = SynthSpec(size=size, shapes=shapes, textures_per_shape=textures_per_shape,
                      backgrounds=backgrounds, correlation=correlation, seed=seed).validate()
     if not (is_int(n) and 1 <= n <= MAX_IMAGES):
