@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from mnm.training.datasets.annotations import Annotations, Entry, Problem, parse_box, problem
 
 from mnm.errors import MnmError
+from mnm.training.datasets.annotations import Annotations, Entry, Problem, parse_box, problem
 
 CORNERS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
 TRAIN = "cars_train_annos.mat"

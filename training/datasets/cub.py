@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnm.training.datasets.annotations import Annotations, Entry, Problem, parse_box, problem
-
 from mnm.errors import MnmError
+from mnm.training.datasets.annotations import Annotations, Entry, Problem, parse_box, problem
 
 MARKERS = ("images.txt", "bounding_boxes.txt")
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from xml.parsers import expat
 
-from mnm.training.datasets.annotations import Annotations, Entry, Problem, list_images, parse_box, problem
-
 from mnm.errors import MnmError
+from mnm.training.datasets.annotations import Annotations, Entry, Problem, list_images, parse_box, problem
 
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 

@@ -13,6 +13,7 @@ import csv
 import json
 from pathlib import Path
 
+from mnm.errors import MnmError
 from mnm.training.datasets.annotations import (
     Annotations,
     Entry,
@@ -22,8 +23,6 @@ from mnm.training.datasets.annotations import (
     parse_box,
     problem,
 )
-
-from mnm.errors import MnmError
 
 BOX_FILES = ("boxes.csv", "boxes.json")
 COLUMNS = ("file", "x", "y", "w", "h")
