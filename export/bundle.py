@@ -28,12 +28,12 @@ from mnm.export.manifest import MANIFEST, graph_entry, new_manifest, write_manif
 from mnm.export.onnx_graphs import EXPORTER, export_graph
 from mnm.export.parity import check_parity
 from mnm.export.specs import FP16_TOLERANCE, FP32_TOLERANCE, ExportModules, GraphSpec, graphs_for, modes_for
+from mnm.export.tensorrt_build import TIMING_CACHE
 from mnm.progress import track
 
 DEFAULT_OPSET = 18
 DEFAULT_MAX_BATCH = 16
 PARITY_BATCHES = (1, 3)
-TIMING_CACHE = "timing.cache"
 
 
 def random_init_modules(cfg: ModelConfig, seed: int = 0) -> ExportModules:
@@ -100,10 +100,18 @@ def export_bundle(
             shutil.copyfile(previous_cache, tmp / TIMING_CACHE)
         write_manifest(tmp, manifest)
     if trt:
-        from mnm.export.tensorrt_build import build_engines
-
-        manifest = build_engines(out, manifest, max_batch=max_batch, rebuild=rebuild_command(source, out, fp16))
+        manifest = build_bundle_engines(out, manifest, max_batch)
     return manifest
+
+
+def build_bundle_engines(out: str | Path, manifest: dict, max_batch: int = DEFAULT_MAX_BATCH) -> dict:
+    """TensorRT engines for a finished bundle (fp16 too where it has fp16 graphs); see
+    :func:`mnm.export.tensorrt_build.build_engines`."""
+    from mnm.export.tensorrt_build import build_engines
+
+    out = Path(out)
+    fp16 = bool(manifest.get("graphs_fp16"))
+    return build_engines(out, manifest, max_batch, rebuild_command(manifest["source"], out, fp16))
 
 
 def export_checkpoint(path: str | Path, out: str | Path, **options) -> dict:
