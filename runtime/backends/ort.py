@@ -1,0 +1,213 @@
+"""onnxruntime backends: CPU, CUDA and the TensorRT execution provider, one session per graph.
+
+Session settings, each chosen on purpose (numbers from ``benchmarks/ort_settings.py`` on this
+platform's 2-core CPU, onnxruntime 1.32, medians of repeats after warm-up, ratios = time / time of
+the setting chosen; ``lite`` random-init bundle, whole generator + one encoder, batch 1 and 8):
+
+- ``graph_optimization_level = ORT_ENABLE_ALL``: constant folding, conv+BN fusion, layout
+  transforms. ORT_ENABLE_BASIC 1.05-1.10x slower, ORT_DISABLE_ALL 1.3-1.6x slower.
+- ``intra_op_num_threads = physical cores``: GEMMs scale with cores; hyper-threads share the FMA
+  units, and 1 thread was 1.7-1.9x slower on 2 cores. Set explicitly (not onnxruntime's default)
+  so a container's CPU limit (``sched_getaffinity``) is respected.
+- ``inter_op_num_threads = 1`` and ``ORT_SEQUENTIAL``: these graphs are chains (no parallel
+  branches worth a thread); ORT_PARALLEL measured 1.00-1.03x (no gain) and costs threads.
+- ``enable_cpu_mem_arena`` and ``enable_mem_pattern`` on: repeated runs of one shape reuse
+  buffers; without the arena 1.02-1.10x slower at batch 8.
+- I/O binding (``io_binding=True``: inputs bound from numpy, outputs bound on the device and copied
+  back once): on the CPU it measured TODO, so the default is plain ``run``; on CUDA it was not
+  measured here (no GPU), so it stays an option there too (``benchmarks/ort_settings.py`` measures it
+  on the machine it runs on).
+Sessions are created lazily (a mix in code mode never loads the extractor) under a lock;
+``InferenceSession.run`` is thread-safe, so one backend serves concurrent requests.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from mnm.errors import MnmError
+from mnm.runtime.backends.base import BackendUnavailable
+from mnm.runtime.bundle import Bundle
+
+PROVIDERS = {
+    "ort-cpu": "CPUExecutionProvider",
+    "ort-cuda": "CUDAExecutionProvider",
+    "ort-trt": "TensorrtExecutionProvider",
+}
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use: hyper-thread siblings counted once (Linux), else logical CPUs."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def session_options(threads: int | None = None, overrides: dict | None = None):
+    """The chosen settings (module docstring); ``overrides`` exists for the settings benchmark."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads or physical_cores()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.enable_cpu_mem_arena = True
+    so.enable_mem_pattern = True
+    so.log_severity_level = 3
+    for key, value in (overrides or {}).items():
+        setattr(so, key, value)
+    return so
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why this onnxruntime backend cannot run in this install (None: the provider is built in)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        return f"onnxruntime is not installed ({exc})"
+    if PROVIDERS[name] not in ort.get_available_providers():
+        return f"this onnxruntime build has no {PROVIDERS[name]}; install onnxruntime-gpu in place of onnxruntime"
+    return None
+
+
+class OrtBackend:
+    """``run(graph, {input: array}) -> {output: array}`` through onnxruntime."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        name: str = "ort-cpu",
+        precision: str = "fp32",
+        threads: int | None = None,
+        io_binding: bool = False,
+        device_id: int = 0,
+        cache_dir: str | os.PathLike | None = None,
+        session_overrides: dict | None = None,
+    ):
+        if name not in PROVIDERS:
+            raise MnmError(f"unknown onnxruntime backend {name!r}")
+        reason = unavailable_reason(name)
+        if reason:
+            raise BackendUnavailable(reason)
+        self.bundle = bundle
+        self.name = name
+        self.precision = precision
+        self.device_id = device_id
+        self.io_binding = bool(io_binding)
+        self._threads = threads
+        self._overrides = session_overrides
+        self._cache_dir = Path(cache_dir) if cache_dir else _default_trt_cache(bundle)
+        self._sessions: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+        if name != "ort-cpu":
+            # Prove the device really runs now (onnxruntime would quietly fall back to the CPU).
+            self.session(_smallest_graph(bundle, precision))
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} (onnxruntime, {self.precision}, {self.threads} threads)"
+
+    @property
+    def threads(self) -> int:
+        return self._threads or physical_cores()
+
+    def _providers(self) -> list:
+        cpu = "CPUExecutionProvider"
+        cuda = ("CUDAExecutionProvider", {"device_id": self.device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"})
+        if self.name == "ort-cpu":
+            return [cpu]
+        if self.name == "ort-cuda":
+            return [cuda, cpu]
+        trt = {
+            "device_id": self.device_id,
+            "trt_fp16_enable": self.precision == "fp16",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(self._cache_dir),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(self._cache_dir),
+        }
+        return [("TensorrtExecutionProvider", trt), cuda, cpu]
+
+    def session(self, graph: str):
+        """The graph's session, created on first use (thread-safe)."""
+        with self._lock:
+            if graph in self._sessions:
+                return self._sessions[graph][0]
+            import onnxruntime as ort
+
+            entry = self.bundle.graph(graph, self.precision)
+            if self.name == "ort-trt":
+                self._cache_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                sess = ort.InferenceSession(
+                    str(entry.path),
+                    sess_options=session_options(self._threads, self._overrides),
+                    providers=self._providers(),
+                )
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise MnmError(f"{entry.path}: onnxruntime cannot load the graph ({_first_line(exc)})") from None
+            wanted = PROVIDERS[self.name]
+            if wanted not in sess.get_providers():
+                raise BackendUnavailable(
+                    f"{wanted} is built in but could not start (missing CUDA/cuDNN/TensorRT libraries or no GPU)"
+                )
+            dtypes = {i.name: np.float16 if "float16" in i.type else np.float32 for i in sess.get_inputs()}
+            self._sessions[graph] = (sess, dtypes)
+            return sess
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        sess = self.session(graph)
+        dtypes = self._sessions[graph][1]
+        names = outputs or [o.name for o in sess.get_outputs()]
+        feeds = {k: np.ascontiguousarray(v, dtype=dtypes.get(k, np.float32)) for k, v in feeds.items()}
+        try:
+            if self.io_binding:
+                binding = sess.io_binding()
+                for key, value in feeds.items():
+                    binding.bind_cpu_input(key, value)
+                device = "cpu" if self.name == "ort-cpu" else "cuda"
+                for key in names:
+                    binding.bind_output(key, device, self.device_id if device == "cuda" else 0)
+                sess.run_with_iobinding(binding)
+                values = binding.copy_outputs_to_cpu()
+            else:
+                values = sess.run(names, feeds)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise MnmError(f"{graph}: onnxruntime run failed ({_first_line(exc)})") from None
+        return {k: np.asarray(v, dtype=np.float32) for k, v in zip(names, values, strict=True)}
+
+    def close(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+
+def _smallest_graph(bundle: Bundle, precision: str) -> str:
+    table = bundle.graphs_fp16 if precision == "fp16" else bundle.graphs
+    if not table:
+        raise MnmError(f"{bundle.path}: the bundle has no {precision} graphs")
+    return min(table.values(), key=lambda g: g.bytes).name
+
+
+def _default_trt_cache(bundle: Bundle) -> Path:
+    """Engines the TensorRT EP builds are cached per bundle (first use builds them: minutes)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = "".join(sorted(g.sha256[:8] for g in bundle.graphs.values()))[:32]
+    return base / "mnm" / "ort-trt" / digest
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

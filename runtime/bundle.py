@@ -1,0 +1,249 @@
+"""Reading an exported bundle: the manifest, its graphs and engines, every file checked by sha256.
+
+The reader is the other half of the contract in docs/architecture.md ("Bundle"). It refuses a
+manifest from a newer format version, a missing file and a file whose sha256 differs from the
+manifest, each with one line that names the file, so a damaged bundle never reaches a backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mnm.config import ModelConfig
+from mnm.errors import MnmError
+
+FORMAT = "mnm-bundle"
+FORMAT_VERSION = 1
+"""The newest manifest format this reader understands."""
+
+CODE_GRAPHS = ("enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "g_child")
+FEATURE_GRAPHS = ("extractor",)
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple  # ints and the symbolic "batch"
+    dtype: str
+
+
+@dataclass(frozen=True)
+class GraphEntry:
+    """One graph of the manifest (``graphs`` or ``graphs_fp16``)."""
+
+    name: str
+    path: Path
+    sha256: str
+    bytes: int
+    precision: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    params: int = 0
+    macs_per_image: int = 0
+    parity: dict = field(default_factory=dict)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """A TensorRT engine and its build record (the record says where the engine can run)."""
+
+    key: str  # "<graph>.<precision>"
+    graph: str
+    precision: str
+    path: Path
+    record_path: Path
+    sha256: str
+
+    def record(self) -> dict:
+        """The build record: TensorRT version, GPU, compute capability, precision, profiles."""
+        return _read_json(self.record_path, "engine build record")
+
+
+class Bundle:
+    """A verified bundle folder: ``Bundle.open(path)``.
+
+    ``config`` is the model config; ``graphs`` / ``graphs_fp16`` map graph names to entries;
+    ``engines`` maps ``<graph>.<precision>`` to engine entries; ``modes`` is what it can run.
+    """
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = path
+        self.manifest = manifest
+        where = str(path / "manifest.json")
+        self.config = ModelConfig.from_dict(_field(manifest, "config", dict, where), source=f"{where} config")
+        self.modes = tuple(manifest.get("modes") or ("code",))
+        self.graphs = _graph_entries(path, _field(manifest, "graphs", dict, where), where, "graphs")
+        self.graphs_fp16 = _graph_entries(path, manifest.get("graphs_fp16") or {}, where, "graphs_fp16")
+        self.engines = _engine_entries(path, manifest.get("engines") or {}, where)
+        for mode, needed in (("code", CODE_GRAPHS), ("feature", CODE_GRAPHS + FEATURE_GRAPHS)):
+            absent = [g for g in needed if g not in self.graphs]
+            if mode in self.modes and absent:
+                raise MnmError(f"{where}: mode {mode} needs graph(s) {', '.join(absent)}, not in the manifest")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = True) -> Bundle:
+        """Parse ``path/manifest.json``; with ``verify`` check every listed file's presence and sha256."""
+        path = Path(path)
+        if not path.exists():
+            raise MnmError(f"{path}: bundle folder not found")
+        if not path.is_dir():
+            raise MnmError(f"{path}: a bundle is a folder (made by mnm export), not a file")
+        manifest_path = path / "manifest.json"
+        if not manifest_path.is_file():
+            raise MnmError(f"{manifest_path}: missing; {path} is not an exported bundle")
+        manifest = _read_json(manifest_path, "bundle manifest")
+        if manifest.get("format") != FORMAT:
+            raise MnmError(f"{manifest_path}: not an mnm bundle manifest (format {manifest.get('format')!r})")
+        version = manifest.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise MnmError(f"{manifest_path}: invalid format_version {version!r}")
+        if version > FORMAT_VERSION:
+            raise MnmError(
+                f"{manifest_path}: format version {version} is newer than this mnm reads "
+                f"({FORMAT_VERSION}); upgrade mnm or re-export with this version"
+            )
+        bundle = cls(path, manifest)
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def files(self) -> list[tuple[Path, str]]:
+        """Every file the manifest vouches for, with its expected sha256."""
+        entries = [(g.path, g.sha256) for g in (*self.graphs.values(), *self.graphs_fp16.values())]
+        entries += [(e.path, e.sha256) for e in self.engines.values()]
+        return entries
+
+    def check_files(self) -> list[tuple[Path, str | None]]:
+        """(file, problem or None) for every listed file; reads each file once."""
+        return [(p, _file_problem(p, digest)) for p, digest in self.files()]
+
+    def verify(self) -> None:
+        """Raise on the first missing or altered file (one line naming it)."""
+        for path, problem in self.check_files():
+            if problem:
+                raise MnmError(f"{path}: {problem}")
+
+    def graph(self, name: str, precision: str = "fp32") -> GraphEntry:
+        table = self.graphs_fp16 if precision == "fp16" else self.graphs
+        if name not in table:
+            what = "an fp16 graph" if precision == "fp16" else "graph"
+            hint = " (export with --fp16)" if precision == "fp16" else ""
+            raise MnmError(f"{self.path}: the bundle has no {what} {name!r}{hint}")
+        return table[name]
+
+    def engines_for(self, graph: str) -> list[EngineEntry]:
+        return [e for e in self.engines.values() if e.graph == graph]
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, modes={list(self.modes)}, graphs={list(self.graphs)})"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_problem(path: Path, expected: str) -> str | None:
+    if not path.is_file():
+        return "missing (listed in manifest.json)"
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if actual != expected:
+        return (
+            f"sha256 mismatch: the file changed after export (expected {expected[:12]}..., "
+            f"got {actual[:12]}...); re-export the bundle"
+        )
+    return None
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MnmError(f"{path}: {what} missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MnmError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise MnmError(f"{path}: {what} must be a JSON object")
+    return data
+
+
+def _field(data: dict, key: str, kind: type, where: str):
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise MnmError(f"{where}: field {key!r} missing or not a {kind.__name__}")
+    return value
+
+
+def _inside(root: Path, relative, where: str) -> Path:
+    """A manifest path, refused if it leaves the bundle folder."""
+    if not isinstance(relative, str) or not relative:
+        raise MnmError(f"{where}: a file entry is missing or not a string")
+    candidate = Path(relative)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise MnmError(f"{where}: file {relative!r} points outside the bundle")
+    return root / candidate
+
+
+def _tensors(items, where: str) -> tuple[TensorSpec, ...]:
+    try:
+        return tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in items)
+    except (KeyError, TypeError) as exc:
+        raise MnmError(f"{where}: malformed input/output entry ({exc})") from None
+
+
+def _graph_entries(root: Path, table: dict, where: str, section: str) -> dict[str, GraphEntry]:
+    entries = {}
+    for name, g in table.items():
+        here = f"{where} {section}.{name}"
+        if not isinstance(g, dict):
+            raise MnmError(f"{here}: must be an object")
+        entries[name] = GraphEntry(
+            name=name,
+            path=_inside(root, g.get("file"), here),
+            sha256=_field(g, "sha256", str, here),
+            bytes=int(g.get("bytes") or 0),
+            precision=str(g.get("precision", "fp16" if section == "graphs_fp16" else "fp32")),
+            inputs=_tensors(_field(g, "inputs", list, here), here),
+            outputs=_tensors(_field(g, "outputs", list, here), here),
+            params=int(g.get("params") or 0),
+            macs_per_image=int(g.get("macs_per_image") or 0),
+            parity=dict(g.get("parity") or {}),
+        )
+    return entries
+
+
+def _engine_entries(root: Path, table: dict, where: str) -> dict[str, EngineEntry]:
+    entries = {}
+    for key, e in table.items():
+        here = f"{where} engines.{key}"
+        graph, dot, precision = key.rpartition(".")
+        if not dot or not isinstance(e, dict):
+            raise MnmError(f"{here}: engine keys are '<graph>.<precision>' with an object value")
+        entries[key] = EngineEntry(
+            key=key,
+            graph=graph,
+            precision=precision,
+            path=_inside(root, e.get("file"), here),
+            record_path=_inside(root, e.get("record"), here),
+            sha256=_field(e, "sha256", str, here),
+        )
+    return entries
