@@ -72,9 +72,11 @@ class CodeModeTrainer(Trainer):
         x = batch["object"].to(self.device, torch.float32)
         real_bg = batch["background"].to(self.device, torch.float32)
         n, opts = len(x), self.options
+        for module in (self.generator, self.encoders, self.discriminators):
+            module.train()
         with self.seeded(rng):
             codes = self.codes(n, rng, constrained=True)
-            repred = self.codes(n, rng, opts.repred_with_constraints) if opts.code_repred else None
+            repred = self.reprediction_codes(n, rng) if opts.code_repred else None
             with self.autocast():
                 fake = self.generator(**codes)
                 encoded = encode(self.encoders, x)
@@ -170,6 +172,10 @@ class CodeModeTrainer(Trainer):
             elif name.startswith("repred_"):
                 total = total + L.REPRED_WEIGHTS[name[-1]] * value
         return total
+
+    def reprediction_codes(self, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Codes for Eq. 3: unconstrained (any b, p, c together), or constrained as an ablation."""
+        return self.codes(n, rng, constrained=self.options.repred_with_constraints)
 
     def code_reprediction(self, codes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Eq. 3 terms for ``codes``: E re-predicts them from G(codes), G's output detached, so

@@ -26,8 +26,9 @@ class NonFiniteLoss(MnmError):
 
 
 def check_finite(step_name: str, losses: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The losses as floats; raise :class:`NonFiniteLoss` on the first NaN/inf."""
-    values = {name: float(loss.detach()) for name, loss in losses.items()}
+    """The losses as floats (one device sync); raise :class:`NonFiniteLoss` on the first NaN/inf."""
+    floats = torch.stack([loss.detach().float() for loss in losses.values()]).cpu().tolist()
+    values = dict(zip(losses, floats, strict=True))
     for name, value in values.items():
         if not math.isfinite(value):
             raise NonFiniteLoss(step_name, name, value)
@@ -87,8 +88,8 @@ def gradient_penalty(
     Image and code are interpolated with the same per-sample ``alpha`` [N] (one point on the
     line between the two joint samples); the norm is over both inputs together.
     """
-    image = torch.lerp(fake[0], real[0], alpha.view(-1, 1, 1, 1)).requires_grad_(True)
-    code = torch.lerp(fake[1], real[1], alpha.view(-1, 1)).requires_grad_(True)
+    image = torch.lerp(fake[0].float(), real[0].float(), alpha.view(-1, 1, 1, 1)).requires_grad_(True)
+    code = torch.lerp(fake[1].float(), real[1].float(), alpha.view(-1, 1)).requires_grad_(True)
     out = d(image, code).float()
     grad_image, grad_code = torch.autograd.grad(out.sum(), (image, code), create_graph=True)
     squared = grad_image.float().pow(2).flatten(1).sum(1) + grad_code.float().pow(2).sum(1)
