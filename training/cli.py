@@ -1,13 +1,26 @@
-"""``python -m mnm.training.cli code|feature ...``: the training commands for ``torchrun``.
+"""Starting training processes: ``python -m mnm.training.cli`` and the ``--nproc`` launcher.
 
 ``torchrun --nproc_per_node=N -m mnm.training.cli code --data DIR ...`` takes the same options as
 ``mnm train code``; each process reads the process group from the environment torchrun sets.
-``mnm train code --nproc N`` starts its processes the same way (``worker --spec FILE``).
+``mnm train code --nproc N`` starts N such processes itself (``launch``, without importing torch),
+each running ``python -m mnm.training.cli worker --spec FILE``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mnm.atomic import write_text
+
+LAUNCHER_PID = "MNM_LAUNCHER_PID"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +28,71 @@ def main(argv: list[str] | None = None) -> int:
     from mnm.cli import run
 
     return run(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+def launcher_gone() -> bool:
+    """True when this process was started by ``launch`` and that launcher has died (kill -9)."""
+    pid = os.environ.get(LAUNCHER_PID)
+    return pid is not None and os.getppid() != int(pid)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(spec: dict, nproc: int, grace_s: float = 10.0) -> int:
+    """Run ``nproc`` training processes on this machine (``mnm train ... --nproc N``); their exit code.
+
+    SIGINT and SIGTERM sent to the launcher are passed on, so a Ctrl-C makes rank 0 save a
+    checkpoint. When one child fails the others get ``grace_s`` seconds to notice (their
+    collectives fail) and are then killed.
+    """
+    with tempfile.TemporaryDirectory(prefix="mnm-launch-") as tmp:
+        spec_file = Path(tmp) / "spec.json"
+        write_text(spec_file, json.dumps(spec))
+        base_env = {
+            **os.environ,
+            "WORLD_SIZE": str(nproc),
+            "LOCAL_WORLD_SIZE": str(nproc),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(_free_port()),
+            LAUNCHER_PID: str(os.getpid()),
+        }
+        cmd = [sys.executable, "-m", "mnm.training.cli", "worker", "--spec", str(spec_file)]
+        children = [
+            subprocess.Popen(cmd, env={**base_env, "RANK": str(rank), "LOCAL_RANK": str(rank)})
+            for rank in range(nproc)
+        ]
+
+        def forward(signum, frame):
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return _wait_all(children, grace_s)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _wait_all(children: list[subprocess.Popen], grace_s: float) -> int:
+    failed_at = None
+    while any(c.poll() is None for c in children):
+        codes = [c.returncode for c in children if c.returncode is not None]
+        if failed_at is None and any(code not in (0, 130) for code in codes):
+            failed_at = time.monotonic()
+        if failed_at is not None and time.monotonic() - failed_at > grace_s:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+        time.sleep(0.1)
+    # rank 0's code unless it succeeded; a child killed by signal N counts as 128 + N, as in a shell
+    codes = [c.returncode if c.returncode >= 0 else 128 - c.returncode for c in children]
+    return next((code for code in codes if code != 0), 0)
 
 
 if __name__ == "__main__":

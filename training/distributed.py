@@ -11,33 +11,24 @@ replica holds identical tensors, which the checkpoint records as per-rank checks
 
 The process group comes from the usual environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
 LOCAL_RANK): ``torchrun --nproc_per_node=N -m mnm.training.cli code ...`` or ``mnm train code
---nproc N``, whose launcher (``launch``) sets it for its children. NCCL on GPUs, gloo on CPUs.
+--nproc N``, whose launcher (``mnm.training.cli.launch``) sets it for its children. NCCL on GPUs,
+gloo on CPUs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from mnm.atomic import write_text
 from mnm.errors import MnmError
 
 # A stuck collective (a rank that died between two of them) fails after this instead of hanging.
 TIMEOUT = timedelta(minutes=10)
-LAUNCHER_PID = "MNM_LAUNCHER_PID"
 
 
 @dataclass
@@ -169,68 +160,3 @@ def init(device: str) -> Replicas:
 def shutdown(replicas: Replicas) -> None:
     if replicas.enabled and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def launcher_gone() -> bool:
-    """True when this process was started by ``launch`` and that launcher has died (kill -9)."""
-    pid = os.environ.get(LAUNCHER_PID)
-    return pid is not None and os.getppid() != int(pid)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(spec: dict, nproc: int, grace_s: float = 10.0) -> int:
-    """Run ``nproc`` training processes on this machine (``mnm train ... --nproc N``); their exit code.
-
-    Each child runs ``python -m mnm.training.cli worker --spec FILE``. SIGINT and SIGTERM sent to the
-    launcher are passed on, so a Ctrl-C makes rank 0 save a checkpoint. When one child fails the
-    others get ``grace_s`` seconds to notice (their collectives fail) and are then killed.
-    """
-    with tempfile.TemporaryDirectory(prefix="mnm-launch-") as tmp:
-        spec_file = Path(tmp) / "spec.json"
-        write_text(spec_file, json.dumps(spec))
-        base_env = {
-            **os.environ,
-            "WORLD_SIZE": str(nproc),
-            "LOCAL_WORLD_SIZE": str(nproc),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(_free_port()),
-            LAUNCHER_PID: str(os.getpid()),
-        }
-        cmd = [sys.executable, "-m", "mnm.training.cli", "worker", "--spec", str(spec_file)]
-        children = [
-            subprocess.Popen(cmd, env={**base_env, "RANK": str(rank), "LOCAL_RANK": str(rank)})
-            for rank in range(nproc)
-        ]
-
-        def forward(signum, frame):
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signum)
-
-        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            return _wait_all(children, grace_s)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-
-def _wait_all(children: list[subprocess.Popen], grace_s: float) -> int:
-    failed_at = None
-    while any(c.poll() is None for c in children):
-        codes = [c.returncode for c in children if c.returncode is not None]
-        if failed_at is None and any(code not in (0, 130) for code in codes):
-            failed_at = time.monotonic()
-        if failed_at is not None and time.monotonic() - failed_at > grace_s:
-            for child in children:
-                if child.poll() is None:
-                    child.kill()
-        time.sleep(0.1)
-    # rank 0's code unless it succeeded; a child killed by signal N counts as 128 + N, as in a shell
-    codes = [c.returncode if c.returncode >= 0 else 128 - c.returncode for c in children]
-    return next((code for code in codes if code != 0), 0)

@@ -3,14 +3,13 @@
 Exact resume rests on one rule: everything random in step k is derived from (seed, k, rank).
 The data order is a permutation per epoch seeded by (seed, epoch); step k of a process reads
 positions ``images_seen + rank·batch ...`` of that endless sequence; the numpy generators handed
-to the dataset and the trainer and torch's global generator are re-seeded from
-``SeedSequence([seed, k, rank])`` before each step. A checkpoint therefore needs only the module
+to the dataset and to the trainer (which draws its torch randomness from it) come from
+``SeedSequence([seed, k, rank])``. A checkpoint therefore needs only the module
 tensors, the optimiser state and the step; 10 steps + resume + 10 steps equals 20 steps bit for bit.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -18,7 +17,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +28,8 @@ import mnm
 from mnm.errors import MnmError
 from mnm.progress import track
 from mnm.training import distributed
-from mnm.training.run import RunFolder, find_checkpoint, new_run_dir
+from mnm.training.cli import launcher_gone
+from mnm.training.run import RunFolder, TrainSpec, find_checkpoint, new_run_dir
 
 RUN_FORMAT = "mnm-run"
 STAGES = ("code", "feature")
@@ -38,43 +38,6 @@ GRID_IMAGES = 8
 # (terminal + launcher forwarding it); a later one aborts without saving.
 DUPLICATE_SIGNAL_S = 2.0
 _ORDER, _STEP, _GRID = 0, 1, 2  # stream tags of the SeedSequences
-
-
-@dataclass
-class TrainSpec:
-    """One invocation of ``mnm train code|feature``: JSON-able, so the launcher can hand it on.
-
-    ``None`` means "not given": for a new run the default applies, for a resumed run the value
-    stored in its options.json.
-    """
-
-    stage: str
-    data: str | None = None
-    out: str = "runs"
-    name: str | None = None
-    resume: str | None = None
-    source: str | None = None  # feature stage: the code-mode run or checkpoint (--from)
-    preset: str | None = None
-    config_file: str | None = None
-    overrides: list[str] = field(default_factory=list)
-    options: dict = field(default_factory=dict)  # TrainOptions fields set on the command line
-    steps: int | None = None
-    kimg: float | None = None
-    batch: int | None = None
-    seed: int | None = None
-    split: str | None = None
-    keep: int | None = None
-    snapshot_every: int | None = None
-    log_every: int | None = None
-    threads: int | None = None
-    device: str = "auto"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainSpec:
-        return cls(**data)
 
 
 # Schedule defaults for a new run; a resumed run keeps its own unless told otherwise.
@@ -152,12 +115,10 @@ class DataOrder:
         return np.array([self.permutation(int(p // self.n))[p % self.n] for p in positions], np.int64)
 
 
-def step_randomness(seed: int, step: int, rank: int) -> tuple[np.random.Generator, np.random.Generator, int]:
-    """(data rng, trainer rng, torch seed) of one step on one rank."""
-    seq = np.random.SeedSequence([seed, _STEP, step, rank])
-    data_seq, trainer_seq = seq.spawn(2)
-    torch_seed = int(seq.generate_state(1, np.uint64)[0])
-    return np.random.default_rng(data_seq), np.random.default_rng(trainer_seq), torch_seed
+def step_randomness(seed: int, step: int, rank: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(data rng, trainer rng) of one step on one rank."""
+    data_seq, trainer_seq = np.random.SeedSequence([seed, _STEP, step, rank]).spawn(2)
+    return np.random.default_rng(data_seq), np.random.default_rng(trainer_seq)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +175,7 @@ def _resolve_new(spec: TrainSpec, replicas: distributed.Replicas) -> dict:
         "source": None if source is None else str(source.resolve()),
         "total_steps": total,
         "world_size": replicas.world,
-        "name": spec.name or f"{spec.stage}-{spec.preset or 'paper'}",
+        "name": spec.name or f"{spec.stage}-{_preset_name(config)}",
         # as given on the command line, so repeating the command with --resume is accepted
         "preset": spec.preset,
         "config_file": spec.config_file,
@@ -253,6 +214,12 @@ def _resolve_resume(spec: TrainSpec, replicas: distributed.Replicas) -> tuple[di
         remaining = max(0.0, spec.kimg * 1000 - meta["images_seen"])
         options["total_steps"] = meta["step"] + math.ceil(remaining / (options["batch"] * replicas.world))
     return options, run, checkpoint
+
+
+def _preset_name(config: dict) -> str:
+    from mnm.config import PRESETS
+
+    return next((name for name, preset in PRESETS.items() if preset.to_dict() == config), "custom")
 
 
 def _read_meta(checkpoint: Path) -> dict:
@@ -305,8 +272,8 @@ def _build(options: dict, device: torch.device, resume_tensors: dict | None) -> 
     generator, encoders = Generator(cfg), Encoders(cfg)
     load_state({"generator_ema": generator, "encoders": encoders}, frozen, source=str(origin))
     trainer = FeatureModeTrainer(cfg, train_options, device, generator.to(device), encoders.to(device))
-    trained = set(trainer.modules())
-    carried = {k: v for k, v in frozen.items() if k.split(".", 1)[0] not in trained | {"optim"}}
+    replaced = tuple(f"{prefix}." for prefix in [*trainer.modules(), "optim"])
+    carried = {k: v for k, v in frozen.items() if not k.startswith(replaced)}
     return Session(trainer, carried, {"path": options["source"]})
 
 
@@ -399,7 +366,7 @@ class _Loop:
     def batch_for(self, step: int, images_seen: int) -> dict:
         """This rank's numpy batch for ``step`` (its slice of the global batch)."""
         start = images_seen + self.replicas.rank * self.batch
-        data_rng, _, _ = step_randomness(self.seed, step, self.replicas.rank)
+        data_rng, _ = step_randomness(self.seed, step, self.replicas.rank)
         return self.dataset.sample_batch(self.order.take(start, self.batch), data_rng, self.size)
 
     def to_device(self, batch: dict) -> dict:
@@ -424,7 +391,7 @@ class _Loop:
                 stats = self.train_step(batch)
                 self.step += 1
                 self.images_seen += global_batch
-                stopping = self.replicas.any(stop.requested or distributed.launcher_gone())
+                stopping = self.replicas.any(stop.requested or launcher_gone())
                 self.record(stats, bar, flush=stopping or self.step == total)
                 if stopping or self.step == total or self.step % self.options["snapshot_every"] == 0:
                     self.snapshot()
@@ -435,28 +402,26 @@ class _Loop:
     def train_step(self, batch: dict) -> dict[str, float]:
         from mnm.training.losses import NonFiniteLoss
 
-        _, trainer_rng, torch_seed = step_randomness(self.seed, self.step, self.replicas.rank)
-        torch.manual_seed(torch_seed)
+        _, trainer_rng = step_randomness(self.seed, self.step, self.replicas.rank)
         try:
             losses = self.session.trainer.train_step(self.to_device(batch), trainer_rng)
         except NonFiniteLoss as exc:
-            raise self.non_finite(exc.loss_name, exc.value, exc.step_name) from None
+            what = f"loss {exc.loss_name} = {exc.value} in the {exc.step_name} step"
+            raise self.non_finite(what, self.step + 1) from None
         self.replicas.average_buffers(self.session.trainer.modules())
         stats = self.replicas.mean_stats(losses)
         bad = sorted(k for k, v in stats.items() if not math.isfinite(v))
         if bad:
-            raise self.non_finite(bad[0], stats[bad[0]], "the step")
+            raise self.non_finite(f"loss {bad[0]} = {stats[bad[0]]}", self.step + 1)
         return stats
 
-    def non_finite(self, loss: str, value: float, where: str) -> MnmError:
+    def non_finite(self, what: str, step: int) -> MnmError:
+        """The one-line report of a blow-up: what, when, and the checkpoint to go back to."""
         if self.saved_step is None:
             last = "none yet"
         else:
             last = self.last_checkpoint if self.replicas.is_main else f"step {self.saved_step} (see rank 0)"
-        return MnmError(
-            f"non-finite loss {loss} = {value} in {where} at step {self.step + 1}; stopped without saving; "
-            f"last good checkpoint: {last}"
-        )
+        return MnmError(f"non-finite {what} at step {step}; stopped without saving; last good checkpoint: {last}")
 
     def record(self, stats: dict[str, float], bar, flush: bool) -> None:
         """Average the stats over each logging interval into one stats.jsonl record."""
@@ -485,6 +450,9 @@ class _Loop:
         """
         began = time.perf_counter()
         tensors = _checkpoint_tensors(self.session)
+        broken = next((k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()), None)
+        if broken is not None:
+            raise self.non_finite(f"tensor {broken} in the training state", self.step)
         checksums = self.replicas.checksums(tensors)
         if len(set(checksums)) != 1:
             raise MnmError(f"replicas diverged at step {self.step}: tensor checksums {checksums}")
@@ -526,5 +494,9 @@ class _Loop:
 
 
 def _postfix(means: dict[str, float], images_per_s: float) -> str:
-    shown = sorted(means)[:6]
-    return " ".join(f"{k}={means[k]:.3g}" for k in shown) + f" img/s={images_per_s:.1f}"
+    """The losses summed by family (d_*, g_*, info_*, ...) and the throughput: one short line."""
+    families: dict[str, float] = {}
+    for key, value in means.items():
+        family = key.split("_", 1)[0]
+        families[family] = families.get(family, 0.0) + value
+    return " ".join(f"{k}={v:.3g}" for k, v in families.items()) + f" img/s={images_per_s:.1f}"

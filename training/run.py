@@ -1,4 +1,4 @@
-"""A training run's folder: options, stats, sample grids, rotated checkpoints and ``latest``.
+"""A training run: what one invocation asks for (``TrainSpec``) and the run folder it writes.
 
 Layout (``--out runs`` makes ``runs/<NNNNN>-<name>/``, numbered like StyleGAN's run folders, so
 repeated runs never overwrite each other)::
@@ -15,10 +15,12 @@ means a process killed at any moment leaves ``latest`` naming a complete checkpo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnm.atomic import TMP_PREFIX, write_text
@@ -28,6 +30,44 @@ RUN_NUMBER = re.compile(r"^(\d{5})-")
 CHECKPOINT_NAME = re.compile(r"^\d{8}$")
 LATEST = "latest"
 CHECKPOINT_FILES = ("tensors.safetensors", "meta.json")
+
+
+@dataclass
+class TrainSpec:
+    """One invocation of ``mnm train code|feature``: JSON-able, so the launcher can hand it on.
+
+    ``None`` means "not given": for a new run the default applies, for a resumed run the value
+    stored in its options.json.
+    """
+
+    stage: str
+    data: str | None = None
+    out: str = "runs"
+    name: str | None = None
+    resume: str | None = None
+    source: str | None = None  # feature stage: the code-mode run or checkpoint (--from)
+    preset: str | None = None
+    config_file: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)  # TrainOptions fields set on the command line
+    steps: int | None = None
+    kimg: float | None = None
+    batch: int | None = None
+    seed: int | None = None
+    split: str | None = None
+    keep: int | None = None
+    snapshot_every: int | None = None
+    log_every: int | None = None
+    threads: int | None = None
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainSpec:
+        return cls(**data)
+
 
 
 def new_run_dir(out: str | Path, name: str) -> Path:

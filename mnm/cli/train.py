@@ -131,7 +131,7 @@ def feature(
 @train_app.command("worker", hidden=True)
 def worker(spec_file: Path = typer.Option(..., "--spec")) -> None:
     """One process of an ``--nproc`` run (started by the launcher)."""
-    from mnm.training.loop import TrainSpec
+    from mnm.training.run import TrainSpec
 
     raise typer.Exit(execute(TrainSpec.from_dict(json.loads(spec_file.read_text())), 1))
 
@@ -146,7 +146,7 @@ def _given(**values) -> dict:
 
 
 def _spec(stage: str, given: dict, options: dict, **extra):
-    from mnm.training.loop import TrainSpec
+    from mnm.training.run import TrainSpec
 
     def path(value):
         return None if value is None else str(value)
@@ -169,7 +169,7 @@ def execute(spec, nproc: int) -> int:
     if nproc > 1:
         if "WORLD_SIZE" in os.environ:
             raise MnmError("--nproc under torchrun: torchrun already starts the processes")
-        from mnm.training.distributed import launch
+        from mnm.training.cli import launch
 
         return launch(spec.to_dict(), nproc)
 
