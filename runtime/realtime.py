@@ -118,9 +118,7 @@ class _Capture(threading.Thread):
         except MnmError as exc:
             self.error = exc
         except cv2.error as exc:
-            self.error = MnmError(
-                f"{self.source.name}: reading stopped after {self.frames_in} frames ({exc})"
-            )
+            self.error = MnmError(f"{self.source.name}: reading stopped after {self.frames_in} frames ({exc})")
         except BaseException as exc:  # a bug: handed to the main thread, which re-raises it
             self.error = exc
         finally:
@@ -208,9 +206,7 @@ def run(
     latency, inference = TimingStats(), TimingStats()
     frames_out, stopped, error, notes = 0, "end of source", None, []
     total = (
-        source.frame_count
-        if max_frames is None or source.frame_count is None
-        else min(source.frame_count, max_frames)
+        source.frame_count if max_frames is None or source.frame_count is None else min(source.frame_count, max_frames)
     )
     bar = track(total=total, desc="animate", unit="frame") if show_progress else None
     start = time.perf_counter()

@@ -41,13 +41,11 @@ class CaptureSource:
         self.live = isinstance(target, int)
         self.name = f"webcam {target}" if self.live else str(target)
         if not self.live and not Path(target).is_file():
-            raise MnmError(f"{target}: no such video file")
+            raise MnmError(f"{target}: no such video file or frame folder")
         self._cap = _open_capture(target if self.live else str(target))
         if not self._cap.isOpened():
             if self.live:
-                raise MnmError(
-                    f"{self.name}: cannot open the camera (no device at that index, busy, or no permission)"
-                )
+                raise MnmError(f"{self.name}: cannot open the camera (no device at that index, busy, or no permission)")
             raise MnmError(
                 f"{self.name}: cannot open as a video (not a video file, an unsupported codec, "
                 "a truncated file, or a file with no frames)"
@@ -99,9 +97,7 @@ class FolderSource:
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
         ]
         if not files:
-            raise MnmError(
-                f"{self.name}: no frames: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
-            )
+            raise MnmError(f"{self.name}: no frames: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.files = sorted(files, key=_natural_key)
         self.frame_count = len(self.files)
 
@@ -110,9 +106,7 @@ class FolderSource:
             try:
                 frame = load_image(path)
             except MnmError as exc:
-                raise MnmError(
-                    f"{self.name}: stopped at frame {i + 1} of {self.frame_count}: {exc}"
-                ) from None
+                raise MnmError(f"{self.name}: stopped at frame {i + 1} of {self.frame_count}: {exc}") from None
             yield frame
 
     def close(self) -> None:
@@ -194,9 +188,7 @@ class GifSink:
         duration = max(20, round(1000 / self.fps))  # browsers slow down GIF frames shorter than 20 ms
         try:
             with atomic_path(self.path) as tmp:
-                images[0].save(
-                    tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
-                )
+                images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
         except OSError as exc:
             raise MnmError(f"{self.path}: cannot write the GIF ({exc.strerror or exc})") from None
 
@@ -241,9 +233,7 @@ class FolderSink:
 
     def __init__(self, path: Path):
         if path.exists() and not path.is_dir():
-            raise MnmError(
-                f"{path}: exists and is not a folder; name a .gif, .mp4 or a folder for the frames"
-            )
+            raise MnmError(f"{path}: exists and is not a folder; name a .gif, .mp4 or a folder for the frames")
         if path.is_dir():
             other = [p.name for p in path.iterdir() if not FRAME_NAME.fullmatch(p.name)]
             if other:
@@ -330,9 +320,6 @@ def gui_problem() -> str | None:
             "this OpenCV has no GUI support (opencv-python-headless); install opencv-python instead "
             "(uninstall the headless one first: the two must not be installed together), or drop --show"
         )
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "no display to open a window on (DISPLAY is not set); drop --show or run in a desktop session"
     return None
-

@@ -1,0 +1,104 @@
+"""`mnm animate`: img2gif, a static image animated by the pose (and shape) of a video, folder or webcam."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from mnm.cli.app import app
+from mnm.errors import MnmError
+
+DEFAULT_FPS = 15.0
+"""Output frame rate when neither --fps nor the source gives one (a frame folder)."""
+
+
+@app.command("animate")
+def animate(
+    bundle: Path = typer.Argument(..., help="Exported bundle folder (mnm export)."),
+    image: Path = typer.Option(..., "--image", help="Static image: background, shape and texture come from it."),
+    source: str = typer.Option(..., "--source", help="Video file, folder of frames, or webcam index (0, 1, ...)."),
+    mode: str = typer.Option("code", "--mode", help="code: pose from each frame; feature: pose and shape."),
+    out: Path | None = typer.Option(None, "--out", help="Output: FILE.gif, FILE.mp4, or a folder of numbered PNGs."),
+    show: bool = typer.Option(False, "--show", help="Show the frames in a window (needs GUI OpenCV); q or Esc stops."),
+    fps: float | None = typer.Option(None, "--fps", help="Output frame rate (default: the video's, else 15)."),
+    max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many output frames."),
+    realtime: bool = typer.Option(
+        False,
+        "--realtime",
+        help="Play a file or folder at its frame rate and animate only the newest frame (drops counted); "
+        "webcams always run this way.",
+    ),
+    backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
+    box: str | None = typer.Option(None, "--box", help="Pose region in each frame: x,y,w,h pixels (default: all)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the run's statistics as JSON here."),
+) -> None:
+    """Animate a static image with the pose of each frame of a video, a frame folder or a webcam."""
+    from mnm.atomic import write_text
+    from mnm.cli.runtime import _pipeline
+    from mnm.runtime import realtime as loop
+    from mnm.runtime import video
+    from mnm.runtime.requests import parse_box
+
+    if mode not in ("code", "feature"):
+        raise MnmError(f"--mode: expected code or feature, got {mode!r}")
+    if fps is not None and not fps > 0:
+        raise MnmError(f"--fps: must be positive, got {fps:g}")
+    if max_frames is not None and max_frames < 1:
+        raise MnmError(f"--max-frames: must be at least 1, got {max_frames}")
+    if out is None and not show:
+        raise MnmError("nowhere to put the frames: give --out FILE.gif|FILE.mp4|FOLDER, --show, or both")
+    if show and (problem := video.gui_problem()):
+        raise MnmError(f"--show: {problem}")
+    pose_box = parse_box(box) if box is not None else None
+
+    src = video.open_source(source)
+    window = None
+    try:
+        out_fps = fps or src.fps or DEFAULT_FPS
+        sink = video.open_sink(out, out_fps) if out is not None else None
+        animator = _pipeline(bundle, backend, max_batch=1).animator(str(image), mode=mode, box=pose_box)
+        if show:
+            window = video.Window()
+        live = realtime or src.live
+        report = loop.run(
+            src,
+            animator.frame,
+            sink,
+            window,
+            realtime=live,
+            max_frames=max_frames,
+            pace_fps=None if src.live or not live else (src.fps or out_fps),
+            show_progress=not src.live,
+        )
+    finally:
+        src.close()
+        if window is not None:
+            window.close()
+
+    written = sink.count if sink is not None else 0
+    for line in report.summary_lines():
+        typer.echo(line)
+    if sink is not None and written:
+        typer.echo(f"wrote {out} ({written} frames at {out_fps:g} fps)")
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    if json_path is not None:
+        data = {
+            **report.to_dict(),
+            "mode": mode,
+            "backend": backend,
+            "output": None if out is None else str(out),
+            "frames_written": written,
+            "output_fps": out_fps,
+        }
+        write_text(json_path, json.dumps(data, indent=2) + "\n")
+
+    kept = f"kept the {written} frames produced in {out}" if written else "nothing was written"
+    if report.error is not None:
+        raise MnmError(f"{report.error}; {kept}" if sink is not None else str(report.error))
+    if report.stopped == "interrupted":
+        typer.echo(f"interrupted; {kept}" if sink is not None else "interrupted", err=True)
+        sys.exit(130)
