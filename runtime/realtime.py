@@ -118,7 +118,8 @@ class _Capture(threading.Thread):
         except MnmError as exc:
             self.error = exc
         except cv2.error as exc:
-            self.error = MnmError(f"{self.source.name}: reading stopped after {self.frames_in} frames ({exc})")
+            detail = " ".join(str(exc).split())  # OpenCV messages span lines; ours are one line
+            self.error = MnmError(f"{self.source.name}: reading stopped after {self.frames_in} frames ({detail})")
         except BaseException as exc:  # a bug: handed to the main thread, which re-raises it
             self.error = exc
         finally:
