@@ -25,7 +25,7 @@ from mnm.errors import MnmError
 from mnm.runtime.backends.base import BackendUnavailable
 from mnm.runtime.bundle import Bundle, EngineEntry
 
-REBUILD = "rebuild on this machine with: mnm export <checkpoint> --out <bundle> --trt"
+REBUILD = "rebuild on this machine with: mnm export CHECKPOINT_OR_RUN --out BUNDLE --trt"
 
 
 def _modules():
@@ -57,34 +57,32 @@ def _call(cudart, result):
 
 def machine_info(device_id: int = 0) -> dict:
     """What an engine must have been built for: TensorRT version, GPU name, compute capability."""
-    trt, cudart = _modules()
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count == 0:
+    trt, _ = _modules()
+    machine = _records().machine_info(trt.__version__, device_id)
+    if machine is None:
         raise BackendUnavailable("no CUDA GPU is visible")
-    prop = _call(cudart, cudart.cudaGetDeviceProperties(device_id))
-    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-    return {
-        "tensorrt_version": trt.__version__,
-        "gpu_name": name.rstrip("\x00").strip(),
-        "compute_capability": f"{prop.major}.{prop.minor}",
-    }
+    return machine
+
+
+def _records():
+    try:
+        from mnm.export import engine_record
+    except ImportError as exc:
+        raise BackendUnavailable(f"cannot check engine build records ({exc})") from None
+    return engine_record
 
 
 def engine_problem(bundle: Bundle, entry: EngineEntry, machine: dict) -> str | None:
-    """Why this engine cannot run here (None: it can), from its record alone."""
-    try:
-        from mnm.export.engine_record import engine_compatibility
-    except ImportError as exc:
-        raise BackendUnavailable(f"cannot check engine build records ({exc})") from None
-
+    """Why this engine cannot run on ``machine`` (None: it can), from its build record alone."""
     record = entry.record()
-    problem = engine_compatibility(record, machine)
-    if problem:
-        return f"{entry.path}: {problem}; {REBUILD}"
-    table = bundle.graphs_fp16 if entry.precision == "fp16" and entry.graph in bundle.graphs_fp16 else bundle.graphs
+    fits, reason = _records().engine_compatibility(record, machine)
+    if not fits:
+        return f"{entry.path}: {reason}"
+    table = bundle.graphs_fp16 if entry.precision == "fp16" else bundle.graphs
     source = table.get(entry.graph)
     if source is not None and record.get("source_sha256") not in (None, source.sha256):
-        return f"{entry.path}: built from a different {entry.graph} graph than the bundle holds; {REBUILD}"
+        hint = f"rebuild on this machine with: {record['rebuild']}" if record.get("rebuild") else REBUILD
+        return f"{entry.path}: built from another {entry.graph} graph than the bundle holds; {hint}"
     return None
 
 

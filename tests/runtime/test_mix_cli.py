@@ -1,0 +1,158 @@
+"""`mnm mix` in a subprocess where importing torch fails: one image, a labelled grid, a CSV plan with
+resume; factor specs, boxes and plans parsed with one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnm.errors import MnmError
+from mnm.imaging import load_image
+from mnm.runtime.pipeline import Pipeline
+from mnm.runtime.requests import BoxTable, parse_factor, read_plan, split_specs
+from tests.util import run_cli, run_python
+
+
+def mix_cli(bundle, *args):
+    return run_cli("mix", bundle, *map(str, args), block_torch=True)
+
+
+def test_the_runtime_modules_import_without_torch():
+    result = run_python(
+        "import sys, mnm.runtime.pipeline, mnm.runtime.backends.ort, mnm.runtime.backends.tensorrt, "
+        "mnm.runtime.grid, mnm.cli.runtime; "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'torch' and sys.modules[m] is not None]; print('ok')",
+        block_torch=True,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_one_mix_equals_the_python_api(tiny_bundle, photos, tmp_path):
+    out = tmp_path / "mix.png"
+    result = mix_cli(tiny_bundle, "--background", photos[0], "--pose", photos[1], "--shape", "code:1",
+                     "--texture", photos[2], "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "backend: ort-cpu" in result.stderr and "picked by --backend auto" in result.stderr
+    expected = Pipeline(tiny_bundle).mix(photos[0], photos[1], "code:1", photos[2])
+    np.testing.assert_array_equal(load_image(out), expected)
+
+
+def test_lists_give_the_labelled_grid_of_the_python_api(tiny_bundle, photos, tmp_path):
+    out = tmp_path / "grid.png"
+    result = mix_cli(tiny_bundle, "--background", f"{photos[0]},{photos[1]}", "--pose", photos[2],
+                     "--texture", photos[3], "--texture", "code:2", "--texture", "random", "--mode", "feature",
+                     "--seed", "5", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "2 x 3 grid, 6 images" in result.stdout
+    grid = Pipeline(tiny_bundle).grid(background=photos[:2], pose=[photos[2]], texture=[photos[3], "code:2", "random"],
+                                      mode="feature", seed=5)
+    assert grid.shape == (2, 3) and [a.name for a in grid.rows] == ["background"] and grid.cols.name == "texture"
+    assert [grid.cols.labels, grid.rows[0].labels] == [["ref3.png", "code:2", "random"], ["ref0.png", "ref1.png"]]
+    np.testing.assert_array_equal(load_image(out), grid.image())
+
+
+def test_a_plan_runs_into_a_folder_and_a_rerun_skips_finished_files(tiny_bundle, photos, tmp_path):
+    plan = tmp_path / "plan.csv"
+    plan.write_text(
+        "background,pose,shape,texture,out\n"
+        f"{photos[0]},{photos[1]},code:0,{photos[2]},first.png\n"
+        f"seed:3,random,,random,\n"
+        f"code:1,seed:2,{photos[3]},{photos[4]},third.jpg\n"
+    )
+    folder = tmp_path / "out"
+    result = mix_cli(tiny_bundle, "--batch", plan, "--out", folder, "--max-batch", "2")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["00002.png", "first.png", "third.jpg"]
+    first = load_image(folder / "first.png")
+    np.testing.assert_array_equal(first, Pipeline(tiny_bundle).mix(photos[0], photos[1], "code:0", photos[2]))
+    random_row = load_image(folder / "00002.png")
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    (folder / "00002.png").unlink()
+    again = mix_cli(tiny_bundle, "--batch", plan, "--out", folder)
+    assert again.returncode == 0, again.stderr
+    assert "2 of 3 images already in" in again.stderr and "wrote 1 images" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != "00002.png"} == {
+        k: v for k, v in stamps.items() if k != "00002.png"
+    }
+    # a row's random codes depend on (seed, row), not on which rows ran before it
+    np.testing.assert_array_equal(load_image(folder / "00002.png"), random_row)
+
+
+def test_a_bad_plan_row_is_named_before_anything_is_written(tiny_bundle, photos, tmp_path):
+    plan = tmp_path / "plan.csv"
+    plan.write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},,{photos[2]}\nrandom,code:3,,random\n")
+    result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: {plan}:3: pose" in result.stderr and "no category code" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--texture", "missing.png"], "missing.png: reference image not found"),
+        (["--shape", "code:7"], "code index out of range"),
+        (["--mode", "feature", "--shape", "PHOTO1", "--pose", "PHOTO2"], "leave the shape out or give the same image"),
+        (["--stitch", "sideways"], "stitch: expected one of background, foreground"),
+        (["--background", "code:1", "--stitch", "background"], "background must be a reference image"),
+        (["--box", "1,2,3"], "--box: expected x,y,w,h"),
+        (["--box", "0.1,0.1,0.5,0.5", "--pose", "PHOTO2"], "normalised 0-1 units"),
+    ],
+)
+def test_cli_mistakes_are_one_line(tiny_bundle, photos, tmp_path, args, message):
+    args = [str(photos[int(a[-1])]) if a.startswith("PHOTO") else a for a in args]
+    result = mix_cli(tiny_bundle, *args, "--out", tmp_path / "x.png")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_out_needs_an_image_extension(tiny_bundle, tmp_path):
+    result = mix_cli(tiny_bundle, "--out", tmp_path / "x.txt")
+    assert result.returncode == 2 and "--out needs an image extension" in result.stderr
+
+
+def test_boxes_file_and_default_box(tmp_path, photos):
+    (tmp_path / "boxes.txt").write_text(
+        f"# path x y w h\n{photos[0]} 10 5 30 20\n{photos[1]},1.5,2,20,30\n"
+    )
+    table = BoxTable.read(tmp_path / "boxes.txt", default=(0, 0, 40, 40))
+    assert table.lookup(photos[0]) == (10, 5, 30, 20)
+    assert table.lookup(photos[1]) == (1.5, 2, 20, 30)
+    assert table.lookup(photos[2]) == (0, 0, 40, 40)
+    assert parse_factor(str(photos[0]), "background", table).box == (10, 5, 30, 20)
+    (tmp_path / "bad.txt").write_text(f"{photos[0]} 1 2 3\n")
+    with pytest.raises(MnmError, match=r"bad\.txt:1: expected PATH X Y W H"):
+        BoxTable.read(tmp_path / "bad.txt")
+
+
+def test_a_box_changes_the_crop_the_encoders_see(tiny_bundle, photos):
+    pipe = Pipeline(tiny_bundle)
+    whole = pipe.mix(photos[0], photos[1], "code:0", photos[2])
+    boxed = pipe.mix(photos[0], photos[1], "code:0", photos[2], boxes=BoxTable(default=(5, 5, 20, 20)))
+    assert not np.array_equal(whole, boxed)
+    assert pipe.counters.images("enc_c") == 2  # a different crop is a different reference
+
+
+def test_spec_lists_split_on_commas_unless_the_path_exists(tmp_path):
+    odd = tmp_path / "a,b.png"
+    odd.write_bytes(b"")
+    assert split_specs(["x.png,code:1", "seed:2", str(odd)]) == ["x.png", "code:1", "seed:2", str(odd)]
+
+
+def test_plan_columns_and_outputs_are_checked(tmp_path):
+    plan = tmp_path / "p.csv"
+    plan.write_text("background,pose,texture,colour\nrandom,random,random,red\n")
+    with pytest.raises(MnmError, match="unknown plan column"):
+        read_plan(plan)
+    plan.write_text("background,texture\nrandom,random\n")
+    with pytest.raises(MnmError, match="missing pose"):
+        read_plan(plan)
+    plan.write_text("background,pose,texture,out\nrandom,random,random,a.png\nrandom,random,random,a.png\n")
+    with pytest.raises(MnmError, match=r"p\.csv:3: out 'a\.png' repeats line 2"):
+        read_plan(plan)
+    plan.write_text("background,pose,texture,out\nrandom,random,random,../a.png\n")
+    with pytest.raises(MnmError, match="inside the output folder"):
+        read_plan(plan)
