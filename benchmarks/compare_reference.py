@@ -1,0 +1,370 @@
+"""The runtime against the PyTorch reference procedure, on the same weights, in one interleaved run.
+
+(a) The reference procedure (DESIGN §6) is the authors' per-image procedure with our networks in
+    PyTorch eager mode: every reference image of an output goes through all four encoders, then
+    the whole generator runs, for each output image. For img2gif it does that per frame for the
+    frame and the static image (nothing cached). Both sides use the same networks, so the
+    joint-conv rewrite of DESIGN §4 is in both.
+(b) The runtime is ``mnm.runtime.Pipeline`` on onnxruntime CPU: encoders only for the codes a
+    request needs, each reference once, cached stages, g_child per combination.
+
+Each scenario alternates (a) and (b) every repeat after warm-up, so both see the same machine
+load; the reported ratios are of medians. torch threads = onnxruntime threads = physical cores.
+Without ``--bundle`` a random-init bundle of ``--preset`` is exported first; with one, the torch
+twin is rebuilt from its manifest's source (the random-init seed, or the checkpoint).
+
+    python benchmarks/compare_reference.py --preset paper --json benchmarks/results/cpu-paper.json \\
+        --markdown benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGETS = {  # the issue's targets on the 2-core CPU, paper preset, fp32, onnxruntime CPU
+    "single_mix_speedup": 8.0,
+    "grid_speedup": 20.0,
+    "img2gif_speedup": 6.0,
+    "fraction_of_peak.g_child.8": 0.5,
+    "fraction_of_peak.g_background.8": 0.5,
+}
+
+
+def reference_procedures(modules, inputs, cfg, device: str = "cpu") -> dict:
+    """Scenario name → callable running the PyTorch reference procedure on ``inputs``
+    (``mnm.runtime.bench.ScenarioInputs``); each returns uint8 images like the runtime (which
+    also waits for a GPU to finish)."""
+    import torch
+
+    from mnm.imaging import to_model_input, to_uint8
+
+    generator, encoders, extractor = (None if m is None else m.to(device) for m in modules)
+
+    def tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(to_model_input(image))[None].to(device)
+
+    def encode_all(x: torch.Tensor) -> dict:
+        """All four encoders on one reference; b, p, c as probabilities, as the bundle's graphs give them."""
+        codes = {kind: getattr(encoders, kind)(x) for kind in ("z", "b", "p", "c")}
+        return {k: v if k == "z" else torch.softmax(v, dim=1) for k, v in codes.items()}
+
+    def generate(bg: dict, pose: dict, p: torch.Tensor, texture: dict) -> np.ndarray:
+        out = generator(bg["z"], bg["b"], p, texture["c"], z_pose=pose["z"])
+        return to_uint8(out["image"][0].cpu().numpy())
+
+    mix = {k: tensor(v) for k, v in inputs.mix.items()}
+    grid = {k: [tensor(v) for v in vs] for k, vs in inputs.grid.items()}
+    grid_p = torch.zeros(1, cfg.n_parent, device=device)
+    grid_p[0, inputs.grid_shape] = 1.0
+    static = tensor(inputs.static)
+    frames = [tensor(f) for f in inputs.frames]
+    frame_index = {"code": 0, "feature": 0}
+
+    def next_frame(mode: str) -> torch.Tensor:
+        i = frame_index[mode]
+        frame_index[mode] = (i + 1) % len(frames)
+        return frames[i]
+
+    @torch.inference_mode()
+    def single_mix():
+        codes = {k: encode_all(x) for k, x in mix.items()}
+        return generate(codes["background"], codes["pose"], codes["shape"]["p"], codes["texture"])
+
+    @torch.inference_mode()
+    def grid_all():
+        images = []
+        for bg in grid["background"]:
+            for pose in grid["pose"]:
+                for texture in grid["texture"]:
+                    images.append(generate(encode_all(bg), encode_all(pose), grid_p, encode_all(texture)))
+        return images
+
+    @torch.inference_mode()
+    def img2gif_code():
+        frame, still = encode_all(next_frame("code")), encode_all(static)
+        return generate(still, frame, still["p"], still)
+
+    @torch.inference_mode()
+    def img2gif_feature():
+        # Feature mode: shape and pose are S(frame); the static image gives z_bg, b, c.
+        frame = next_frame("feature")
+        still = encode_all(static)
+        background = generator.background(still["z"], still["b"])
+        out = generator.child(extractor(frame), still["c"], background)
+        return to_uint8(out["image"][0].cpu().numpy())
+
+    found = {"single_mix": single_mix, "grid": grid_all, "img2gif_code": img2gif_code}
+    if extractor is not None:
+        found["img2gif_feature"] = img2gif_feature
+    return found
+
+
+def torch_modules(bundle):
+    """The torch networks the bundle was exported from, rebuilt from its manifest's source."""
+    from mnm.errors import MnmError
+
+    source = bundle.manifest.get("source") or {}
+    if source.get("kind") == "random-init":
+        from mnm.export import random_init_modules
+
+        return random_init_modules(bundle.config, int(source.get("seed", 0)))
+    if source.get("kind") == "checkpoint":
+        from mnm.training.export_source import load_for_export
+
+        _, generator, encoders, extractor, _ = load_for_export(source["path"])
+        return generator, encoders, extractor
+    where = bundle.path / "manifest.json"
+    raise MnmError(f"{where}: source {source!r} names no weights to rebuild the torch twin from")
+
+
+def _max_abs_diff(name: str, reference_out, runtime_out) -> int:
+    """Largest difference (0-255) between the two sides' images: they must compute the same thing."""
+    if name == "grid":
+        reference_out, runtime_out = np.stack(reference_out), np.stack([cell.image for cell in runtime_out.cells])
+    return int(np.abs(np.asarray(reference_out, np.int16) - np.asarray(runtime_out, np.int16)).max())
+
+
+def compare(bundle, modules, opts, log) -> dict:
+    """Interleaved timings of every scenario: reference vs runtime, with their ratios.
+
+    The first, untimed run of each side is a warm-up whose images are compared. The grid gets no
+    further warm-up (one reference grid is 64 reference mixes: a minute at paper scale on a CPU).
+    """
+    from mnm.runtime.bench import ScenarioInputs, interleaved, scenarios, summarize
+    from mnm.runtime.pipeline import Pipeline
+
+    cfg = bundle.config
+    inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
+    pipeline = Pipeline(bundle, backend=opts.backend, **_backend_options(opts))
+    runtime = scenarios(pipeline, inputs)
+    reference = reference_procedures(modules, inputs, cfg, opts.device)
+    result = {"runtime_backend": pipeline.backend.description, "agreement_max_abs_uint8": {}, "scenarios": {}}
+    for name, ref_fn in reference.items():
+        rt = runtime[name]
+        n = opts.grid_repeats if name == "grid" else opts.repeats
+        log(f"{name}: warm-up, then {n} interleaved repeats")
+        result["agreement_max_abs_uint8"][name] = _max_abs_diff(name, ref_fn(), rt.run())
+        more = 0 if name == "grid" else opts.warmup - 1
+        times = interleaved({"reference": ref_fn, "runtime": rt.run}, n, more)
+        ref, run = summarize(times["reference"], rt.images), summarize(times["runtime"], rt.images)
+        result["scenarios"][name] = {"reference": ref, "runtime": run, "speedup": ref["median_ms"] / run["median_ms"]}
+    pipeline.backend.close()
+    return result
+
+
+def components(bundle, modules, opts) -> dict:
+    """Batch-1 latency of one encoder and of the whole generator, torch eager vs the runtime's
+    backend: the backend's share of the speed-up, apart from what caching saves."""
+    import torch
+
+    from mnm.runtime.backends import create
+    from mnm.runtime.bench import graph_inputs, interleaved, summarize
+
+    generator, encoders, _ = modules
+    backend = create(bundle, opts.backend, **_backend_options(opts))
+    rng = np.random.default_rng(0)
+    enc_feeds = graph_inputs(bundle, "enc_z", 1, rng)
+    z = graph_inputs(bundle, "g_background", 1, rng)
+    p = graph_inputs(bundle, "g_parent", 1, rng)["p"]
+    c = graph_inputs(bundle, "g_child", 1, rng)["c"]
+    x, tz, tb, tp, tc = (torch.from_numpy(a).to(opts.device) for a in (enc_feeds["image"], z["z"], z["b"], p, c))
+    sync = torch.cuda.synchronize if opts.device.startswith("cuda") else (lambda: None)
+
+    @torch.inference_mode()
+    def torch_encoder():
+        encoders.z(x)
+        sync()
+
+    @torch.inference_mode()
+    def torch_generator():
+        generator(tz, tb, tp, tc)
+        sync()
+
+    def runtime_generator():
+        bg = backend.run("g_background", z)["background"]
+        phi = backend.run("g_parent", {"z": z["z"], "p": p})["shape_feature"]
+        return backend.run("g_child", {"shape_feature": phi, "c": c, "background": bg})
+
+    times = interleaved({
+        "torch_encoder": torch_encoder, "runtime_encoder": lambda: backend.run("enc_z", enc_feeds),
+        "torch_generator": torch_generator, "runtime_generator": runtime_generator,
+    }, max(opts.repeats, 5), opts.warmup)
+    backend.close()
+    return {name: summarize(t) for name, t in times.items()}
+
+
+def headline(result: dict, graphs: dict) -> dict:
+    """The keys the issue asks for, from the detailed results."""
+    s = result["scenarios"]
+    out = {
+        "single_mix_speedup": s["single_mix"]["speedup"],
+        "grid_speedup": s["grid"]["speedup"],
+        "img2gif_speedup": s["img2gif_code"]["speedup"],
+        "img2gif_fps": s["img2gif_code"]["runtime"]["images_per_s"],
+        "reference_img2gif_fps": s["img2gif_code"]["reference"]["images_per_s"],
+        "single_mix_images_per_s": s["single_mix"]["runtime"]["images_per_s"],
+        "grid_images_per_s": s["grid"]["runtime"]["images_per_s"],
+        "reference_images_per_s": s["single_mix"]["reference"]["images_per_s"],
+    }
+    if "img2gif_feature" in s:
+        out["img2gif_feature_speedup"] = s["img2gif_feature"]["speedup"]
+        out["img2gif_feature_fps"] = s["img2gif_feature"]["runtime"]["images_per_s"]
+    out["fraction_of_peak"] = {
+        g: {b: r["fraction_of_peak"] for b, r in entry["batches"].items()} for g, entry in graphs.items()
+    }
+    return out
+
+
+def check_targets(head: dict) -> list[dict]:
+    """Each target with the measured value and whether it was met."""
+    rows = []
+    for key, target in TARGETS.items():
+        value = head
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            rows.append({"target": key, "goal": target, "value": value, "met": value >= target})
+    return rows
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description="Runtime vs the PyTorch reference procedure, interleaved.")
+    parser.add_argument("--preset", default="paper", help="Model preset of the random-init bundle (paper, lite, tiny).")
+    parser.add_argument("--bundle", help="Benchmark this bundle instead of exporting a random-init one.")
+    parser.add_argument("--seed", type=int, default=0, help="Weight seed of the exported random-init bundle.")
+    parser.add_argument("--repeats", type=int, default=5, help="Interleaved timed repeats per scenario.")
+    parser.add_argument("--grid-repeats", type=int, help="Repeats of the 64-image grid [default: --repeats].")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="Untimed runs of each side first (at least 1: its images are compared).")
+    parser.add_argument("--roofline-repeats", type=int, default=10, help="Repeats per graph latency.")
+    parser.add_argument("--peak-size", type=int, default=2048, help="Side of the matrices of the peak measurement.")
+    parser.add_argument("--threads", type=int, help="torch and onnxruntime threads [default: physical cores].")
+    parser.add_argument("--backend", default="ort-cpu", help="Runtime backend: ort-cpu, ort-cuda, ort-trt, tensorrt.")
+    parser.add_argument("--device", default="cpu", help="torch device of the reference: cpu or cuda.")
+    parser.add_argument("--no-profile", action="store_true", help="Skip the onnxruntime operator profile.")
+    parser.add_argument("--json", help="Write the full results here.")
+    parser.add_argument("--markdown", help="Rewrite this RESULTS.md from the results (notes section kept).")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 1 or (args.grid_repeats is not None and args.grid_repeats < 1):
+        parser.error("--repeats, --grid-repeats and --warmup must be at least 1")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        parser.error(f"--device: expected cpu or cuda, got {args.device!r}")
+    args.grid_repeats = args.grid_repeats or args.repeats
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from mnm.errors import MnmError
+
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python", "benchmarks/compare_reference.py", *map(shlex.quote, given)])
+    try:
+        report = run(args, command)
+    except MnmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        from mnm.atomic import write_text
+
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        from results_md import write_results
+
+        write_results(args.markdown, report, args.json)
+    keys = ("single_mix_speedup", "grid_speedup", "img2gif_speedup", "img2gif_fps")
+    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    return 0
+
+
+def run(args, command: str) -> dict:
+    import torch
+    from machine import details, measure_peak
+    from roofline import profile_graph, roofline
+
+    from mnm.config import resolve_config
+    from mnm.errors import MnmError
+    from mnm.runtime.backends import create
+    from mnm.runtime.backends.ort import physical_cores
+    from mnm.runtime.bench import load_average, utc_now
+    from mnm.runtime.bundle import Bundle
+
+    args.threads = args.threads or physical_cores()
+    torch.set_num_threads(args.threads)
+    if args.device != "cpu" and not torch.cuda.is_available():
+        raise MnmError(f"--device {args.device}: this torch build sees no CUDA GPU")
+    started = time.perf_counter()
+    machine = details()  # at the start: its load average is the one before this run
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    with contextlib.ExitStack() as stack:
+        if args.bundle:
+            bundle = Bundle.open(args.bundle)
+        else:
+            from mnm.export import export_random
+
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mnm-compare-"))) / "bundle"
+            log(f"exporting a random-init {args.preset} bundle (seed {args.seed})")
+            export_random(resolve_config(args.preset), folder, seed=args.seed, preset=args.preset)
+            bundle = Bundle.open(folder)
+        modules = torch_modules(bundle)
+        peak_device = "cpu" if args.backend == "ort-cpu" else args.device
+        log(f"measuring the fp32 peak ({peak_device})")
+        peak = measure_peak(args.peak_size, threads=args.threads, device=peak_device)
+        log(f"reference (torch eager, {args.device}) vs runtime ({args.backend}), interleaved")
+        result = compare(bundle, modules, args, log)
+        log("components: one encoder and the generator, torch eager vs the runtime backend")
+        parts = components(bundle, modules, args)
+        log("roofline: every graph at batch 1 and 8")
+        backend = create(bundle, args.backend, **_backend_options(args))
+        graphs = roofline(bundle, backend, peak["peak_gflops"], (1, 8), args.roofline_repeats, 2)
+        backend.close()
+        profile = {}
+        if args.backend == "ort-cpu" and not args.no_profile:
+            log("onnxruntime operator profile of every graph at batch 8")
+            profile = {g: profile_graph(bundle, g, 8, threads=args.threads) for g in bundle.graphs}
+        head = headline(result, graphs)
+        report = {
+            **head,
+            "format": "mnm-compare-reference",
+            "created": utc_now(),
+            "command": command,
+            "preset": None if args.bundle else args.preset,
+            "bundle": args.bundle,
+            "config": bundle.config.to_dict(),
+            "source": bundle.manifest.get("source"),
+            "settings": {"repeats": args.repeats, "grid_repeats": args.grid_repeats, "warmup": args.warmup,
+                         "roofline_repeats": args.roofline_repeats, "threads": args.threads,
+                         "backend": args.backend, "reference_device": args.device},
+            "machine": machine,
+            "targets": check_targets(head) if args.backend == "ort-cpu" else [],
+            "peak": peak,
+            **result,
+            "components": parts,
+            "graphs": graphs,
+            "profile": profile,
+            "duration_s": time.perf_counter() - started,
+            "load_average_end": load_average(),
+        }
+    log("done")
+    return report
+
+
+def _backend_options(opts) -> dict:
+    """torch and onnxruntime CPU get the same thread count."""
+    return {"threads": opts.threads} if opts.backend.startswith("ort") else {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

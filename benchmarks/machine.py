@@ -1,0 +1,110 @@
+"""The machine a benchmark ran on: its details and its measured fp32 peak.
+
+The peak is what one large fp32 matrix product achieves here, measured two ways: numpy (its BLAS)
+and onnxruntime's MatMul (the kernels the runtime uses). Both are reported and the higher is the
+peak that graph timings are compared against (the roofline), since either library proves the
+machine can reach it. ``python benchmarks/machine.py`` prints both as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from mnm.runtime.bench import machine_details, measure, summarize
+
+PEAK_SIZE = 2048  # 2048³ MACs = 17.2 GFLOP per product: long enough to hide call overheads
+
+
+def details() -> dict:
+    """``mnm.runtime.bench.machine_details`` plus the training-side libraries and numpy's BLAS."""
+    info = machine_details(extra_libraries=("torch", "onnx", "onnxscript"))
+    info["numpy_blas"] = _numpy_blas()
+    return info
+
+
+def numpy_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2) -> dict:
+    """GFLOP/s of ``a @ b`` for two size×size fp32 matrices with numpy (median over repeats)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty((size, size), np.float32)
+    times = measure(lambda: np.matmul(a, b, out=out), repeats, warmup)
+    return _gflops(times, size)
+
+
+def ort_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2, threads: int | None = None) -> dict:
+    """GFLOP/s of an onnxruntime MatMul of two size×size fp32 inputs, with the runtime's session options."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from mnm.runtime.backends.ort import session_options
+
+    shape = [size, size]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["y"])],
+        "peak",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = min(model.ir_version, 10)
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(
+        model.SerializeToString(), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal(shape, dtype=np.float32) for n in ("a", "b")}
+    times = measure(lambda: sess.run(None, feeds), repeats, warmup)
+    return _gflops(times, size)
+
+
+def torch_cuda_peak(size: int = 4 * PEAK_SIZE, repeats: int = 10, warmup: int = 3, device: str = "cuda") -> dict:
+    """GFLOP/s of a CUDA fp32 ``torch.matmul`` with TF32 off (true fp32, as the fp32 graphs run)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    gen = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.randn(size, size, device=device, generator=gen) for _ in range(2))
+    out = torch.empty(size, size, device=device)
+
+    def product():
+        torch.matmul(a, b, out=out)
+        torch.cuda.synchronize(device)
+
+    return _gflops(measure(product, repeats, warmup), size)
+
+
+def measure_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2, threads: int | None = None,
+                 device: str = "cpu") -> dict:
+    """Both CPU measurements (or, for a CUDA device, torch's fp32 matmul) and the peak: the higher
+    median GFLOP/s."""
+    if device == "cpu":
+        numbers = {"numpy": numpy_peak(size, repeats, warmup), "onnxruntime": ort_peak(size, repeats, warmup, threads)}
+    else:
+        size = max(size, 4 * PEAK_SIZE)  # a GPU needs a larger product to reach its peak
+        numbers = {"torch_cuda": torch_cuda_peak(size, repeats, warmup, device)}
+    best = max(numbers, key=lambda k: numbers[k]["gflops"])
+    return {**numbers, "peak_gflops": numbers[best]["gflops"], "peak_from": best, "size": size}
+
+
+def _gflops(times: list[float], size: int) -> dict:
+    stats = summarize(times)
+    gflops = 2 * size**3 / (stats["median_ms"] / 1e3) / 1e9
+    return {"gflops": gflops, "median_ms": stats["median_ms"], "repeats": len(times)}
+
+
+def _numpy_blas() -> str:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except (TypeError, KeyError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    json.dump({"machine": details(), "peak": measure_peak()}, sys.stdout, indent=2)
+    print()

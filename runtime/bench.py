@@ -1,0 +1,425 @@
+"""Benchmarks of a bundle on its backends (``mnm bench``); numpy + onnxruntime, never torch.
+
+What is measured, per backend: each graph's latency per batch size; mix-and-match throughput (one
+mix of four different references, and a 4×4×4 grid); img2gif per-frame latency in code and
+feature mode. Every number is the median (and p95) of ``repeats`` timed runs after ``warmup``
+untimed ones, with the machine it ran on, because a number without its machine means nothing.
+The same timing helpers serve ``benchmarks/compare_reference.py``, which interleaves the PyTorch
+reference with the runtime so both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import itertools
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnm.errors import MnmError
+
+FORMAT = "mnm-bench"
+FORMAT_VERSION = 1
+GRID_SIDE = 4  # the grid scenario: 4 backgrounds × 4 textures × 4 poses = 64 images
+LIBRARIES = (
+    "mnm", "numpy", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "opencv-python",
+    "tensorrt", "cuda-python",
+)
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def measure(fn: Callable[[], object], repeats: int, warmup: int, tick: Callable[[], None] | None = None) -> list[float]:
+    """Seconds per call of ``fn`` over ``repeats`` timed calls, after ``warmup`` untimed ones."""
+    return interleaved({"_": fn}, repeats, warmup, tick)["_"]
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int, tick: Callable[[], None] | None = None
+) -> dict[str, list[float]]:
+    """Time several functions round-robin (a, b, a, b, ...) so load on a shared machine hits each alike.
+
+    ``tick`` is called after every timed round (a progress bar's update).
+    """
+    if repeats < 1 or warmup < 0:
+        raise MnmError(f"repeats must be at least 1 and warmup at least 0 (got {repeats}, {warmup})")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+        if tick:
+            tick()
+    return times
+
+
+def summarize(times: list[float], images: int = 1) -> dict:
+    """Median and p95 latency in ms (p95 interpolated; with few repeats it is near the maximum),
+    and images (or frames) per second from the median."""
+    t = np.asarray(times, dtype=np.float64)
+    median = float(np.median(t))
+    return {
+        "median_ms": median * 1e3,
+        "p95_ms": float(np.percentile(t, 95)) * 1e3,
+        "min_ms": float(t.min()) * 1e3,
+        "repeats": len(times),
+        "images": images,
+        "images_per_s": images / median if median > 0 else float("inf"),
+    }
+
+
+# --- machine ------------------------------------------------------------------------------------
+
+
+def machine_details(extra_libraries: tuple[str, ...] = ()) -> dict:
+    """CPU model and cores, memory, OS, GPUs (nvidia-smi) and library versions, without importing torch."""
+    from mnm.runtime.backends.ort import physical_cores
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+    except ImportError:
+        providers = []
+    return {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "physical_cores": physical_cores(),
+        "cpu_features": _cpu_features(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": load_average(),
+        "gpus": gpus(),
+        "onnxruntime_providers": providers,
+        "libraries": library_versions(LIBRARIES + tuple(extra_libraries)),
+    }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages: above the core count, other work competed for the CPUs."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def library_versions(names) -> dict[str, str]:
+    """Installed distribution versions (absent ones are left out); read from metadata, nothing imported."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def gpus() -> list[dict]:
+    """NVIDIA GPUs as nvidia-smi lists them; empty where there is none (or no driver)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    query = "name,driver_version,memory.total,compute_cap"
+    try:
+        out = subprocess.run(
+            [smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4:
+            found.append({"name": parts[0], "driver": parts[1], "memory_mib": parts[2], "compute_capability": parts[3]})
+    return found
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def _cpu_model() -> str:
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _cpu_features() -> list[str]:
+    """The vector extensions that set the fp32 peak (FMA width)."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return [f for f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return []
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+# --- graphs -------------------------------------------------------------------------------------
+
+CATEGORICAL = ("b", "p", "c")
+
+
+def graph_inputs(bundle, graph: str, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Plausible inputs for one graph at ``batch``: images and features in [-1, 1], z ~ N(0, I),
+    b/p/c one-hot (values do not change the arithmetic, but keep activations in their usual range)."""
+    feeds = {}
+    for spec in bundle.graph(graph).inputs:
+        shape = (batch, *spec.shape[1:])
+        if spec.name in CATEGORICAL:
+            array = np.zeros(shape, np.float32)
+            array[np.arange(batch), rng.integers(0, shape[1], batch)] = 1.0
+        elif spec.name == "z":
+            array = rng.standard_normal(shape).astype(np.float32)
+        else:
+            array = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+        feeds[spec.name] = array
+    return feeds
+
+
+def bench_graph(backend, bundle, graph: str, batch: int, repeats: int, warmup: int, tick=None) -> dict:
+    """Latency of one graph at one batch size (inputs made once, outputs copied back to the host)."""
+    feeds = graph_inputs(bundle, graph, batch, np.random.default_rng(batch))
+    times = measure(lambda: backend.run(graph, feeds), repeats, warmup, tick)
+    return summarize(times, images=batch)
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+SCENARIOS = ("single_mix", "grid", "img2gif_code", "img2gif_feature")
+SCENARIO_TITLES = {
+    "single_mix": "single mix (4 different references)",
+    "grid": f"grid {GRID_SIDE}x{GRID_SIDE}x{GRID_SIDE} (backgrounds x poses x textures)",
+    "img2gif_code": "img2gif per frame, code mode",
+    "img2gif_feature": "img2gif per frame, feature mode",
+}
+FRAMES = 8  # distinct video frames, cycled
+
+
+@dataclass
+class ScenarioInputs:
+    """The reference images of every scenario (H x W x 3 uint8, already S x S), shared by the runtime
+    and the PyTorch reference in ``benchmarks/compare_reference.py`` so both do the same work.
+
+    The grid's shape is one code ``grid_shape`` (the pipeline's grid samples one p for the whole
+    grid when no shape reference is given; the reference procedure gets the same p).
+    """
+
+    mix: dict[str, np.ndarray]  # background, pose, shape, texture: four different images
+    grid: dict[str, list[np.ndarray]]  # background, pose, texture: GRID_SIDE images each
+    grid_shape: int
+    static: np.ndarray
+    frames: list[np.ndarray]
+
+    @classmethod
+    def random(cls, size: int, n_parent: int, seed: int = 0) -> ScenarioInputs:
+        rng = np.random.default_rng(seed)
+
+        def image() -> np.ndarray:
+            return rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+        return cls(
+            mix={k: image() for k in ("background", "pose", "shape", "texture")},
+            grid={k: [image() for _ in range(GRID_SIDE)] for k in ("background", "pose", "texture")},
+            grid_shape=int(rng.integers(n_parent)),
+            static=image(),
+            frames=[image() for _ in range(FRAMES)],
+        )
+
+
+@dataclass
+class Scenario:
+    """A timed unit of work: ``run()`` produces ``images`` images (a frame counts as one)."""
+
+    name: str
+    images: int
+    run: Callable[[], object]
+
+
+def scenarios(pipeline, inputs: ScenarioInputs) -> dict[str, Scenario]:
+    """The runtime side of each scenario on ``pipeline``.
+
+    Caches are cleared before each mix and grid, so every timed call encodes its references and
+    runs every stage it needs (a cold request, as a user's first request is). An animator encodes
+    its static image once, before timing, as ``mnm animate`` does; each frame then runs the
+    per-frame graphs only.
+    """
+    grid_shape = int(inputs.grid_shape)
+
+    def single():
+        pipeline.clear_caches()
+        m = inputs.mix
+        return pipeline.mix(m["background"], m["pose"], m["shape"], m["texture"])
+
+    def grid():
+        pipeline.clear_caches()
+        g = inputs.grid
+        return pipeline.grid(background=g["background"], pose=g["pose"], shape=grid_shape, texture=g["texture"])
+
+    found = {
+        "single_mix": Scenario("single_mix", 1, single),
+        "grid": Scenario("grid", GRID_SIDE**3, grid),
+    }
+    for mode in ("code", "feature"):
+        if mode in pipeline.bundle.modes:
+            animator = pipeline.animator(inputs.static, mode=mode)
+            frames = itertools.cycle(inputs.frames)
+            found[f"img2gif_{mode}"] = Scenario(f"img2gif_{mode}", 1, lambda a=animator, f=frames: a.frame(next(f)))
+    return found
+
+
+# --- mnm bench ----------------------------------------------------------------------------------
+
+
+def backend_names(requested: list[str], bundle) -> tuple[list[str], dict[str, str]]:
+    """Expand ``all`` into every backend that can start here for ``bundle`` (with the others'
+    reasons), keep the rest."""
+    from mnm.runtime.backends import NAMES, available
+
+    names, skipped = [], {}
+    for name in requested:
+        if name == "all":
+            for candidate, reason in available(bundle).items():
+                if reason:
+                    skipped[candidate] = reason
+                elif candidate not in names:
+                    names.append(candidate)
+        elif name not in names:
+            if name not in (*NAMES, "auto"):
+                raise MnmError(f"unknown backend {name!r}; choose auto, all, {', '.join(NAMES)}")
+            names.append(name)
+    if not names:
+        raise MnmError("no backend to benchmark: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return names, skipped
+
+
+def run_bench(
+    bundle_path: str | os.PathLike,
+    backends: list[str] = ("auto",),
+    batches: list[int] = (1, 8, 32),
+    repeats: int = 20,
+    warmup: int = 3,
+    progress: Callable[[int], object] | None = None,
+) -> dict:
+    """Benchmark the bundle on each backend; returns the report ``mnm bench --json`` writes.
+
+    ``progress(total)`` returns a context manager with ``update()`` (``mnm.progress.track``).
+    """
+    from mnm.progress import track
+    from mnm.runtime.bundle import Bundle
+    from mnm.runtime.pipeline import Pipeline
+
+    if not batches or any(b < 1 for b in batches):
+        raise MnmError(f"batch sizes must be positive integers, got {list(batches)}")
+    if repeats < 1 or warmup < 0:
+        raise MnmError(f"--repeats must be at least 1 and --warmup at least 0 (got {repeats}, {warmup})")
+    bundle = Bundle.open(bundle_path)
+    names, skipped = backend_names(list(backends), bundle)
+    cfg = bundle.config
+    inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
+    n_scenarios = 2 + len(bundle.modes)
+    total = len(names) * repeats * (len(bundle.graphs) * len(batches) + n_scenarios)
+    report = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": utc_now(),
+        "bundle": str(Path(bundle_path)),
+        "config": cfg.to_dict(),
+        "modes": list(bundle.modes),
+        "source": bundle.manifest.get("source"),
+        "settings": {"batches": list(batches), "repeats": repeats, "warmup": warmup, "grid": [GRID_SIDE] * 3},
+        "machine": machine_details(),
+        "skipped_backends": skipped,
+        "backends": {},
+    }
+    with (progress or (lambda n: track(total=n, desc="bench", unit="run")))(total) as bar:
+        for name in names:
+            pipeline = Pipeline(bundle, backend=name)
+            backend = pipeline.backend
+            entry = {"backend": backend.name, "description": backend.description, "graphs": {}, "scenarios": {}}
+            for graph in bundle.graphs:
+                entry["graphs"][graph] = {
+                    str(batch): bench_graph(backend, bundle, graph, batch, repeats, warmup, bar.update)
+                    for batch in batches
+                }
+            for scenario in scenarios(pipeline, inputs).values():
+                pipeline.counters.reset()
+                times = measure(scenario.run, repeats, warmup, bar.update)
+                runs = {g: n // (repeats + warmup) for g, n in pipeline.counters.snapshot()["runs"].items()}
+                entry["scenarios"][scenario.name] = {**summarize(times, scenario.images), "graph_runs_per_call": runs}
+            backend.close()
+            report["backends"][backend.name if name == "auto" else name] = entry
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The terminal table: machine, then per backend the graph latencies and the scenarios."""
+    m = report["machine"]
+    gpu = ", ".join(g["name"] for g in m["gpus"]) or "none"
+    libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
+    s = report["settings"]
+    lines = [
+        f"machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['usable_cpus']} usable CPUs), GPU: {gpu}",
+        f"libraries: {libs}",
+        f"bundle: {report['bundle']} (S={report['config']['image_size']}, modes: {', '.join(report['modes'])}); "
+        f"medians of {s['repeats']} runs after {s['warmup']} warm-up runs",
+    ]
+    for name, reason in report["skipped_backends"].items():
+        lines.append(f"skipped {name}: {reason}")
+    for name, entry in report["backends"].items():
+        lines += ["", f"== {name}: {entry['description']}"]
+        rows = [("graph", "batch", "median ms", "p95 ms", "images/s")]
+        for graph, per_batch in entry["graphs"].items():
+            for batch, r in per_batch.items():
+                rows.append((graph, batch, f"{r['median_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['images_per_s']:.1f}"))
+        lines += _table(rows)
+        lines.append("")
+        rows = [("scenario", "images", "median ms", "p95 ms", "images/s")]
+        for key, r in entry["scenarios"].items():
+            unit = " fps" if key.startswith("img2gif") else ""
+            rows.append((SCENARIO_TITLES[key], str(r["images"]), f"{r['median_ms']:.2f}", f"{r['p95_ms']:.2f}",
+                         f"{r['images_per_s']:.1f}{unit}"))
+        lines += _table(rows)
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]).rstrip()
+            for r in rows]

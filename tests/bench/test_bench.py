@@ -1,0 +1,189 @@
+"""`mnm bench` (torch-free, real subprocess), the reference comparison harness, the roofline profile
+parser, the RESULTS.md writer and gpu.sh's refusal without a GPU. No timed assertions: numbers on a
+shared machine vary; the tests check that every number is there, finite and consistent."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnm.config import PRESETS
+from mnm.errors import MnmError
+from mnm.runtime.bench import interleaved, summarize
+from tests.util import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
+GRAPHS = {"enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "g_child", "extractor"}
+SCENARIOS = {"single_mix", "grid", "img2gif_code", "img2gif_feature"}
+STAT_KEYS = {"median_ms", "p95_ms", "min_ms", "repeats", "images", "images_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory) -> Path:
+    from mnm.export import export_random
+
+    out = tmp_path_factory.mktemp("bench") / "tiny"
+    export_random(PRESETS["tiny"], out, seed=5, preset="tiny", parity_batches=(2,))
+    return out
+
+
+def _finite_stats(stats: dict, images: int) -> None:
+    assert set(stats) >= STAT_KEYS
+    assert stats["images"] == images
+    for key in ("median_ms", "p95_ms", "min_ms", "images_per_s"):
+        assert math.isfinite(stats[key]) and stats[key] > 0, (key, stats)
+    assert stats["min_ms"] <= stats["median_ms"] <= stats["p95_ms"]
+    assert stats["images_per_s"] == pytest.approx(images / (stats["median_ms"] / 1e3))
+
+
+def test_mnm_bench_json_without_torch(tiny_bundle, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", tiny_bundle, "--backend", "ort-cpu", "--batch", "1,3", "--repeats", "2",
+                     "--warmup", "1", "--json", out, block_torch=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["format"] == "mnm-bench"
+    assert report["settings"] == {"batches": [1, 3], "repeats": 2, "warmup": 1, "grid": [4, 4, 4]}
+    machine = report["machine"]
+    assert machine["physical_cores"] >= 1 and machine["cpu"]
+    assert "onnxruntime" in machine["libraries"] and "torch" not in machine["libraries"]
+    entry = report["backends"]["ort-cpu"]
+    assert set(entry["graphs"]) == GRAPHS
+    for per_batch in entry["graphs"].values():
+        assert set(per_batch) == {"1", "3"}
+        for batch, stats in per_batch.items():
+            _finite_stats(stats, int(batch))
+            assert stats["repeats"] == 2
+    assert set(entry["scenarios"]) == SCENARIOS
+    expected_images = {"single_mix": 1, "grid": 64, "img2gif_code": 1, "img2gif_feature": 1}
+    for name, stats in entry["scenarios"].items():
+        _finite_stats(stats, expected_images[name])
+    # What each call ran, from the pipeline's counters: the cache structure of DESIGN §6.
+    runs = {name: s["graph_runs_per_call"] for name, s in entry["scenarios"].items()}
+    assert runs["single_mix"] == {"enc_z": 1, "enc_b": 1, "enc_p": 1, "enc_c": 1,
+                                  "g_background": 1, "g_parent": 1, "g_child": 1}
+    assert runs["grid"]["g_background"] == 1 and runs["grid"]["g_parent"] == 1  # 4 distinct each, one batch
+    assert runs["grid"]["g_child"] == 4  # 64 combinations in batches of 16
+    assert runs["img2gif_code"] == {"enc_z": 1, "g_parent": 1, "g_child": 1}
+    assert runs["img2gif_feature"] == {"extractor": 1, "g_child": 1}
+    # The terminal table names every graph and scenario.
+    for name in GRAPHS:
+        assert name in result.stdout
+    assert "grid 4x4x4" in result.stdout and "fps" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch", "0,8"], "--batch"),
+        (["--batch", "one"], "--batch"),
+        (["--backend", "cuda-please"], "unknown backend"),
+    ],
+)
+def test_mnm_bench_bad_options(tiny_bundle, args, message):
+    result = run_cli("bench", tiny_bundle, *args, "--repeats", "1", block_torch=True)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_mnm_bench_missing_bundle(tmp_path):
+    result = run_cli("bench", tmp_path / "nope", block_torch=True)
+    assert result.returncode == 2
+    assert "nope" in result.stderr and "not found" in result.stderr
+
+
+def test_interleaved_alternates_and_summarize_statistics():
+    calls = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    stats = summarize([0.004, 0.001, 0.003, 0.002], images=8)
+    assert stats["median_ms"] == pytest.approx(2.5)
+    assert stats["min_ms"] == pytest.approx(1.0)
+    assert 3.0 < stats["p95_ms"] <= 4.0
+    assert stats["images_per_s"] == pytest.approx(8 / 0.0025)
+    with pytest.raises(MnmError):
+        interleaved({"a": lambda: None}, repeats=0, warmup=0)
+
+
+def _bench_script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MNM_NO_PROGRESS": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_compare_reference_tiny(tiny_bundle, tmp_path):
+    out, md = tmp_path / "cmp.json", tmp_path / "RESULTS.md"
+    md.write_text("# old\n<!-- NOTES: hand-written, kept when this file is regenerated -->\nmy analysis\n"
+                  "<!-- END NOTES -->\n")
+    # One thread: on a loaded machine torch's OpenMP pool with 2 threads is many times slower.
+    result = _bench_script(str(BENCHMARKS / "compare_reference.py"), "--bundle", str(tiny_bundle), "--repeats", "1",
+                           "--roofline-repeats", "1", "--peak-size", "256", "--threads", "1",
+                           "--json", str(out), "--markdown", str(md))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for key in ("single_mix_speedup", "grid_speedup", "img2gif_speedup", "img2gif_fps",
+                "img2gif_feature_speedup", "img2gif_feature_fps"):
+        assert math.isfinite(report[key]) and report[key] > 0, key
+    assert set(report["fraction_of_peak"]) == GRAPHS
+    for per_batch in report["fraction_of_peak"].values():
+        assert set(per_batch) == {"1", "8"}
+        assert all(math.isfinite(v) and v > 0 for v in per_batch.values())
+    assert set(report["scenarios"]) == SCENARIOS
+    for s in report["scenarios"].values():
+        assert s["speedup"] == pytest.approx(s["reference"]["median_ms"] / s["runtime"]["median_ms"])
+    # Same weights, same images: the reference procedure and the runtime agree to rounding.
+    assert set(report["agreement_max_abs_uint8"]) == SCENARIOS
+    assert max(report["agreement_max_abs_uint8"].values()) <= 2
+    assert report["source"] == {"kind": "random-init", "seed": 5, "preset": "tiny"}
+    peak = report["peak"]
+    assert peak["peak_gflops"] == max(peak["numpy"]["gflops"], peak["onnxruntime"]["gflops"])
+    assert {t["target"] for t in report["targets"]} >= {"single_mix_speedup", "grid_speedup", "img2gif_speedup"}
+    assert report["profile"]["g_child"]["ops"] and report["profile"]["g_child"]["kernel_ms_per_run"] > 0
+    text = md.read_text()
+    assert "my analysis" in text and "# old" not in text
+    assert "## Roofline" in text and "g_background" in text and report["command"] in text
+
+
+@pytest.fixture
+def benchmarks_on_path(monkeypatch):
+    """The benchmark scripts import their siblings as top-level modules, as when run as scripts."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+
+@pytest.mark.usefixtures("benchmarks_on_path")
+def test_profile_trace_summary():
+    from roofline import summarize_trace
+
+    def run(ts):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": 50}
+
+    def kernel(name, op, ts, dur):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    events = [run(0), kernel("conv1", "Conv", 1, 999),  # the warm-up run, left out
+              run(100), kernel("conv1", "Conv", 101, 3000), kernel("add", "Add", 105, 1000),
+              {"cat": "Node", "name": "conv1_fence_before", "ts": 101, "dur": 7},
+              run(200), kernel("conv1", "Conv", 201, 5000), kernel("add", "Add", 205, 1000)]
+    summary = summarize_trace(events, skip_runs=1)
+    assert summary["runs"] == 2
+    assert summary["kernel_ms_per_run"] == pytest.approx(5.0)
+    assert summary["ops"][0] == {"op": "Conv", "ms": pytest.approx(4.0), "share": pytest.approx(0.8)}
+    assert summary["slowest_nodes"][1]["node"] == "add"
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU driver is present: gpu.sh would run")
+def test_gpu_script_refuses_without_gpu(tmp_path):
+    out = tmp_path / "gpu"
+    result = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(out)], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT)
+    assert result.returncode != 0
+    assert "GPU" in result.stderr and "nothing was measured" in result.stderr
+    assert not out.exists() or not any(out.iterdir())
