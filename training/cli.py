@@ -80,19 +80,21 @@ def launch(spec: dict, nproc: int, grace_s: float = 10.0) -> int:
 
 
 def _wait_all(children: list[subprocess.Popen], grace_s: float) -> int:
-    failed_at = None
-    while any(c.poll() is None for c in children):
-        codes = [c.returncode for c in children if c.returncode is not None]
-        if failed_at is None and any(code not in (0, 130) for code in codes):
-            failed_at = time.monotonic()
+    """Wait for every child; the exit code of the first to fail (130 for a clean stop), else 0."""
+    first_failure, failed_at = None, None
+    while [c.poll() for c in children].count(None):  # poll every child, each round
+        for child in children:
+            if first_failure is None and child.returncode not in (None, 0, 130):
+                first_failure, failed_at = child, time.monotonic()
         if failed_at is not None and time.monotonic() - failed_at > grace_s:
             for child in children:
                 if child.poll() is None:
                     child.kill()
         time.sleep(0.1)
-    # rank 0's code unless it succeeded; a child killed by signal N counts as 128 + N, as in a shell
-    codes = [c.returncode if c.returncode >= 0 else 128 - c.returncode for c in children]
-    return next((code for code in codes if code != 0), 0)
+    if first_failure is None:  # they ended together: a failure before a clean stop
+        first_failure = min(children, key=lambda c: (c.returncode in (0, 130), c.returncode == 0))
+    code = first_failure.returncode
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports it
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ _ORDER, _STEP, _GRID = 0, 1, 2  # stream tags of the SeedSequences
 # Schedule defaults for a new run; a resumed run keeps its own unless told otherwise.
 DEFAULTS = {"batch": 12, "seed": 0, "split": "train", "keep": 3, "snapshot_every": 1000, "log_every": 10}
 # What fixes a run's results: a resume may repeat these but not change them.
-FIXED_ON_RESUME = ("batch", "seed", "split", "preset", "config_file", "overrides", "options")
+FIXED_ON_RESUME = ("batch", "seed", "split", "preset", "config_file", "overrides", "option_overrides")
 
 
 @dataclass
@@ -53,7 +53,6 @@ class Outcome:
     run_dir: Path | None  # None on ranks other than 0
     checkpoint: Path | None
     step: int
-    interrupted: bool = False
 
 
 class Interrupted(Exception):
@@ -131,8 +130,15 @@ def _resolve(spec: TrainSpec, replicas: distributed.Replicas) -> tuple[dict, Run
     if spec.stage not in STAGES:
         raise MnmError(f"unknown training stage {spec.stage!r}; use one of {', '.join(STAGES)}")
     if spec.resume is not None:
-        return _resolve_resume(spec, replicas)
-    return _resolve_new(spec, replicas), None, None
+        options, run, checkpoint = _resolve_resume(spec, replicas)
+    else:
+        options, run, checkpoint = _resolve_new(spec, replicas), None, None
+    _check_positive(options["total_steps"], "--steps/--kimg")
+    _check_positive(options["snapshot_every"], "--snapshot-every")
+    _check_positive(options["log_every"], "--log-every")
+    if options["keep"] < 0:
+        raise MnmError(f"--keep must be 0 (keep all) or more, got {options['keep']}")
+    return options, run, checkpoint
 
 
 def _resolve_new(spec: TrainSpec, replicas: distributed.Replicas) -> dict:
@@ -158,11 +164,10 @@ def _resolve_new(spec: TrainSpec, replicas: distributed.Replicas) -> dict:
         if spec.source is not None:
             raise MnmError("--from belongs to the feature stage (mnm train feature)")
         config = resolve_config(spec.preset or "paper", spec.config_file, spec.overrides).to_dict()
-    train_options = TrainOptions.from_dict(spec.options).to_dict()
+    train_options = TrainOptions.from_dict(spec.option_overrides).to_dict()
+    _check_positive(values["batch"], "--batch")
     global_batch = values["batch"] * replicas.world
     total = spec.steps if spec.steps is not None else math.ceil(spec.kimg * 1000 / global_batch)
-    _check_positive(values["batch"], "--batch")
-    _check_positive(total, "--steps/--kimg")
     return {
         "format": RUN_FORMAT,
         "format_version": 1,
@@ -180,7 +185,7 @@ def _resolve_new(spec: TrainSpec, replicas: distributed.Replicas) -> dict:
         "preset": spec.preset,
         "config_file": spec.config_file,
         "overrides": list(spec.overrides),
-        "options": dict(spec.options),
+        "option_overrides": dict(spec.option_overrides),
         **values,
     }
 
@@ -396,7 +401,7 @@ class _Loop:
                 if stopping or self.step == total or self.step % self.options["snapshot_every"] == 0:
                     self.snapshot()
                 if stopping:
-                    raise Interrupted(self.outcome(interrupted=True))
+                    raise Interrupted(self.outcome())
         return self.outcome()
 
     def train_step(self, batch: dict) -> dict[str, float]:
@@ -488,9 +493,9 @@ class _Loop:
         grid_batch = self.to_device(self.dataset.sample_batch(np.arange(n), rng, self.size))
         return self.session.trainer.sample_grid(grid_batch)
 
-    def outcome(self, interrupted: bool = False) -> Outcome:
+    def outcome(self) -> Outcome:
         run_dir = self.folder.path if self.folder is not None else None
-        return Outcome(run_dir, self.last_checkpoint, self.step, interrupted)
+        return Outcome(run_dir, self.last_checkpoint, self.step)
 
 
 def _postfix(means: dict[str, float], images_per_s: float) -> str:

@@ -3,7 +3,7 @@
 Layout (``--out runs`` makes ``runs/<NNNNN>-<name>/``, numbered like StyleGAN's run folders, so
 repeated runs never overwrite each other)::
 
-    options.json           everything needed to continue the run (written once, atomically)
+    options.json           everything needed to continue the run (rewritten atomically on resume)
     stats.jsonl            one JSON record per logging interval
     samples/<step>.png     a sample grid per snapshot
     checkpoints/<step>/    mnm.checkpoint folders; the last K are kept
@@ -49,7 +49,7 @@ class TrainSpec:
     preset: str | None = None
     config_file: str | None = None
     overrides: list[str] = field(default_factory=list)
-    options: dict = field(default_factory=dict)  # TrainOptions fields set on the command line
+    option_overrides: dict = field(default_factory=dict)  # TrainOptions fields set on the command line
     steps: int | None = None
     kimg: float | None = None
     batch: int | None = None

@@ -73,7 +73,9 @@ def code(
     log_every: LogEvery = None,
     lr: Lr = None,
     no_paired_adv: bool = typer.Option(
-        False, "--no-paired-adv", help="Ablation: drop the paired image-code discriminators (Eq. 2)."),
+        False, "--no-paired-adv",
+        help="Ablation: instead of the paired image-code discriminators (Eq. 2), an L1 reconstruction of real "
+        "images through E then G."),
     no_code_repred: bool = typer.Option(
         False, "--no-code-repred", help="Ablation: drop the code-reprediction loss on E (Eq. 3)."),
     repred_with_constraints: bool = typer.Option(
@@ -124,7 +126,7 @@ def feature(
 ) -> None:
     """Stage 2: train the shape/pose feature extractor S against the frozen stage-1 networks."""
     options = _given(lr=lr, feature_l1=_off(no_feature_l1), feature_adv=_off(no_feature_adv), amp=amp or None)
-    spec = _spec("feature", locals(), options, source=None if source is None else str(source))
+    spec = _spec("feature", locals(), options, source=source)
     raise typer.Exit(execute(spec, nproc))
 
 
@@ -146,6 +148,7 @@ def _given(**values) -> dict:
 
 
 def _spec(stage: str, given: dict, options: dict, **extra):
+    """The TrainSpec of a command from its parameters (``given``: the command's locals)."""
     from mnm.training.run import TrainSpec
 
     def path(value):
@@ -153,7 +156,7 @@ def _spec(stage: str, given: dict, options: dict, **extra):
 
     return TrainSpec(
         stage=stage, data=path(given["data"]), out=str(given["out"]), name=given["name"],
-        resume=path(given["resume"]), options=options, steps=given["steps"], kimg=given["kimg"],
+        resume=path(given["resume"]), option_overrides=options, steps=given["steps"], kimg=given["kimg"],
         batch=given["batch"], seed=given["seed"], split=given["split"], keep=given["keep"],
         snapshot_every=given["snapshot_every"], log_every=given["log_every"], threads=given["threads"],
         device=given["device"], **{k: path(v) if isinstance(v, Path) else v for k, v in extra.items()},

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from mnm.checkpoint import load_checkpoint
+from mnm.training.cli import _wait_all
 from mnm.training.distributed import tensor_digest
 from tests.util import run_cli
 
@@ -31,3 +36,13 @@ def test_two_processes_train_identical_replicas(synth_data, tmp_path):
     assert meta["world_size"] == 2 and meta["images_seen"] == 2 * 4
     rank0, rank1 = meta["replica_checksums"]
     assert rank0 == rank1 == tensor_digest(tensors).hex()
+
+
+def test_launcher_stops_the_others_when_one_process_fails():
+    """A failed rank leaves its peers blocked in collectives: they are killed after the grace time,
+    and the launcher reports the failure's exit code, not the kill's."""
+    peers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]),
+             subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])]
+    began = time.monotonic()
+    assert _wait_all(peers, grace_s=0.5) == 3
+    assert time.monotonic() - began < 60 and peers[0].returncode == -signal.SIGKILL
