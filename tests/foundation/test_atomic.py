@@ -1,5 +1,8 @@
 """Atomic writes leave the previous good file or folder whenever a write is interrupted."""
 
+import os
+import stat
+
 import pytest
 
 from mnm import atomic
@@ -46,3 +49,13 @@ def test_a_folder_left_aside_by_a_kill_between_renames_is_restored(tmp_path):
     target.rename(aside)
     atomic.recover_dir(target)
     assert (target / "a").read_text() == "1" and not aside.exists()
+
+
+def test_finished_files_and_folders_get_the_umask_mode_not_owner_only(tmp_path):
+    atomic.write_text(tmp_path / "a.txt", "x")
+    with atomic.atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("y")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~umask
