@@ -6,7 +6,15 @@ import sys
 import traceback
 
 from mnm.cli import (  # noqa: F401  (each module registers its commands on import)
+    animate,
+    bench,
+    data,
+    data_check,
+    eval,
+    export,
     model,
+    runtime,
+    train,
 )
 from mnm.cli.app import STATE, app
 from mnm.errors import MnmError
