@@ -53,6 +53,8 @@ def launch(spec: dict, nproc: int, grace_s: float = 10.0) -> int:
         spec_file = Path(tmp) / "spec.json"
         write_text(spec_file, json.dumps(spec))
         base_env = {
+            # share the cores instead of each process taking all of them (as torchrun does)
+            "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc)),
             **os.environ,
             "WORLD_SIZE": str(nproc),
             "LOCAL_WORLD_SIZE": str(nproc),

@@ -1,4 +1,4 @@
-"""Data-parallel training over processes: init, replica sync, stat reduction, and a launcher.
+"""Data-parallel training over processes: joining the group, identical replicas, reduced stats.
 
 Gradients are averaged by a pre-step hook on every optimiser instead of wrapping modules in
 DistributedDataParallel. The GAN step runs several forward/backward passes per iteration over
@@ -37,7 +37,6 @@ class Replicas:
 
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
 
     @property
@@ -64,29 +63,25 @@ class Replicas:
             optimizer.register_step_pre_hook(self._average_gradients)
 
     def _average_gradients(self, optimizer, args, kwargs) -> None:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads:
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat)
-            flat /= self.world
-            offset = 0
-            for g in grads:
-                g.copy_(flat[offset:offset + g.numel()].view_as(g))
-                offset += g.numel()
+        # Every rank runs the same code path, so the same parameters hold gradients on each.
+        self._average([p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None])
 
     def average_buffers(self, modules: dict[str, torch.nn.Module]) -> None:
         """Mean of every floating-point buffer (BatchNorm running statistics) over replicas."""
-        if not self.enabled:
+        if self.enabled:
+            self._average([b for name in sorted(modules) for b in modules[name].buffers() if b.is_floating_point()])
+
+    def _average(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor by its mean over replicas, in one all-reduce."""
+        if not tensors:
             return
-        buffers = [b for name in sorted(modules) for b in modules[name].buffers() if b.is_floating_point()]
-        if buffers:
-            flat = torch.cat([b.reshape(-1) for b in buffers])
-            dist.all_reduce(flat)
-            flat /= self.world
-            offset = 0
-            for b in buffers:
-                b.copy_(flat[offset:offset + b.numel()].view_as(b))
-                offset += b.numel()
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for t in tensors:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
 
     def mean_stats(self, stats: dict[str, float]) -> dict[str, float]:
         """The mean of each stat over replicas (every rank reports the same keys)."""
@@ -154,7 +149,7 @@ def init(device: str) -> Replicas:
         return Replicas(device=chosen)
     backend = "nccl" if use_cuda else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT, device_id=chosen if use_cuda else None)
-    return Replicas(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, device=chosen)
+    return Replicas(rank=dist.get_rank(), world=dist.get_world_size(), device=chosen)
 
 
 def shutdown(replicas: Replicas) -> None:
