@@ -343,7 +343,8 @@ def _train(spec: TrainSpec, replicas: distributed.Replicas) -> Outcome:
     if replicas.is_main:
         if run is None:
             run = RunFolder(new_run_dir(spec.out, options["name"]))
-        else:
+        else:  # the run continues from ``checkpoint``, even when newer ones exist
+            run.point_latest(checkpoint)
             run.truncate_stats(start)
             run.rotate(options["keep"], protect=checkpoint)
         options["world_size"] = replicas.world

@@ -188,9 +188,12 @@ class RunFolder:
 
         path = self.checkpoint_path(step)
         save_checkpoint(path, tensors, meta)
-        write_text(self.path / LATEST, f"checkpoints/{path.name}\n")
+        self.point_latest(path)
         self.rotate(keep, protect=path)
         return path
+
+    def point_latest(self, checkpoint: Path) -> None:
+        write_text(self.path / LATEST, f"checkpoints/{checkpoint.name}\n")
 
     def complete_checkpoints(self) -> list[Path]:
         """Complete checkpoint folders, oldest first."""
