@@ -201,11 +201,22 @@ def test_frechet_distance_matches_the_matrix_square_root_formula():
         assert F.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(direct, rel=1e-8, abs=1e-9)
 
 
+@pytest.mark.parametrize("n, m, d", [(40, 30, 6), (5, 6, 12), (3, 3, 50)])
+def test_the_sample_space_route_equals_the_covariance_route(n, m, d):
+    rng = np.random.default_rng(n)
+    x, y = rng.normal(size=(n, d)), rng.normal(loc=0.3, scale=1.5, size=(m, d))
+    by_covariance = F.frechet_distance(*F.feature_statistics(x), *F.feature_statistics(y))
+    assert F.frechet_distance_of_samples(x, y) == pytest.approx(by_covariance, rel=1e-6, abs=1e-6)
+    assert F.fid(x, y) == pytest.approx(by_covariance, rel=1e-6, abs=1e-6)
+
+
 def test_frechet_distance_of_singular_covariances_is_real_and_zero_on_itself():
     rng = np.random.default_rng(4)
     few = rng.normal(size=(5, 12))  # N < D: rank-deficient covariance
     scale = np.trace(np.cov(few, rowvar=False))  # square roots of ~0 eigenvalues leave ~1e-8 of this
-    assert F.fid(few, few) == pytest.approx(0.0, abs=1e-6 * scale)
+    assert F.frechet_distance(*F.feature_statistics(few), *F.feature_statistics(few)) == pytest.approx(
+        0.0, abs=1e-6 * scale)
+    assert F.fid(few, few) == pytest.approx(0.0, abs=1e-9 * scale)
     assert np.isfinite(F.fid(few, rng.normal(size=(6, 12))))
 
 

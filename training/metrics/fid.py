@@ -59,8 +59,29 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 
+def frechet_distance_of_samples(x: np.ndarray, y: np.ndarray) -> float:
+    """The same distance computed in sample space, for few samples (N, M < D).
+
+    With centred data A (N x D) and B (M x D), S1 S2 = A'A B'B / ((N-1)(M-1)) has the non-zero
+    eigenvalues of (A B')(A B')' / ((N-1)(M-1)), so tr((S1 S2)^(1/2)) is the sum of the singular
+    values of the N x M matrix A B', divided by sqrt((N-1)(M-1)): no D x D decomposition.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    for f in (x, y):
+        if f.ndim != 2 or len(f) < 2:
+            raise MnmError(f"FID needs at least 2 feature vectors of shape [N, D], got shape {f.shape}")
+    a, b = x - x.mean(axis=0), y - y.mean(axis=0)
+    n, m = len(x) - 1, len(y) - 1
+    trace_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(n * m)
+    diff = x.mean(axis=0) - y.mean(axis=0)
+    return float(diff @ diff + (a * a).sum() / n + (b * b).sum() / m - 2 * trace_sqrt)
+
+
 def fid(real: np.ndarray, generated: np.ndarray) -> float:
-    """FID between two feature sets [N, D] and [M, D]."""
+    """FID between two feature sets [N, D] and [M, D], by the cheaper of the two exact routes."""
+    real, generated = np.asarray(real), np.asarray(generated)
+    if min(len(real), len(generated)) < real.shape[-1]:
+        return frechet_distance_of_samples(real, generated)
     return frechet_distance(*feature_statistics(real), *feature_statistics(generated))
 
 

@@ -48,9 +48,9 @@ def weights_path(given: str | os.PathLike | None) -> Path:
     """The weights file to use, or one line saying where to put it and how to get it."""
     path = default_weights_path() if given is None else Path(given)
     if not path.is_file():
-        where = "--inception-weights FILE not given and no file at the default" if given is None else "not found"
+        what = "no Inception weights at the default place" if given is None else "Inception weights file not found"
         raise MnmError(
-            f"{path}: Inception weights {where}; FID/KID need the TF 2015-12-05 FID Inception as safetensors: "
+            f"{path}: {what}; FID/KID need the TF 2015-12-05 FID Inception as safetensors: "
             f"get {SOURCE}, convert it with: {CONVERT} , then pass --inception-weights FILE or put it at "
             f"{default_weights_path()}"
         )
