@@ -124,34 +124,32 @@ class SynthSet:
         truth_path = self.root / "ground_truth.jsonl"
         try:
             rows = [json.loads(line) for line in truth_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, ValueError) as exc:
-            raise MnmError(f"{truth_path}: unreadable ground truth ({exc})") from None
-        self.truth = {row["file"]: row for row in rows}
-        self._items: dict[int, Item] = {}
+            self.truth = {row["file"]: row for row in rows}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MnmError(f"{truth_path}: unreadable ground truth ({type(exc).__name__}: {exc})") from None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def item(self, i: int) -> Item:
-        if i not in self._items:
-            rec = self.dataset.records[i]
-            rel = rec.path.relative_to(self.root / "images").as_posix()
-            if rel not in self.truth:
-                raise MnmError(f"{self.root / 'ground_truth.jsonl'}: no entry for images/{rel}")
-            mask_path = self.root / "masks" / rel
-            try:
-                with Image.open(mask_path) as m:
-                    mask = np.array(m.convert("L"))
-            except OSError as exc:
-                raise MnmError(f"{mask_path}: cannot read the object mask ({exc})") from None
-            image = load_record(rec)
-            if mask.shape != image.shape[:2]:
-                raise MnmError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image "
-                               f"{image.shape[1]}x{image.shape[0]}")
-            crop, crop_mask = crop_pair(image, mask, rec.box, self.size)
-            truth = self.truth[rel]
-            self._items[i] = Item(crop, crop_mask, truth, int(truth["id"]) - 1)
-        return self._items[i]
+        """Record i decoded and cropped (not cached: memory stays flat however many pairs)."""
+        rec = self.dataset.records[i]
+        rel = rec.path.relative_to(self.root / "images").as_posix()
+        if rel not in self.truth:
+            raise MnmError(f"{self.root / 'ground_truth.jsonl'}: no entry for images/{rel}")
+        mask_path = self.root / "masks" / rel
+        try:
+            with Image.open(mask_path) as m:
+                mask = np.array(m.convert("L"))
+        except OSError as exc:
+            raise MnmError(f"{mask_path}: cannot read the object mask ({exc})") from None
+        image = load_record(rec)
+        if mask.shape != image.shape[:2]:
+            raise MnmError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image "
+                           f"{image.shape[1]}x{image.shape[0]}")
+        crop, crop_mask = crop_pair(image, mask, rec.box, self.size)
+        truth = self.truth[rel]
+        return Item(crop, crop_mask, truth, int(truth["id"]) - 1)
 
     def ideal(self, a: Item, b: Item) -> tuple[np.ndarray, np.ndarray]:
         """The renderer's C for (A, B) — A's background and texture with B's shape and pose — and its mask."""
@@ -222,7 +220,9 @@ def evaluate(model: Model, data: str, pairs: int = 5000, mode: str = "code", see
     rows: dict[str, list[dict]] = {name: [] for name in OUTPUTS}
     with track(total=len(index), desc="disentangle pairs", unit="pair") as bar:
         for start in range(0, len(index), batch):
-            chunk = [(synth.item(a), synth.item(b)) for a, b in index[start:start + batch]]
+            rows_ab = index[start:start + batch]
+            items = {int(i): synth.item(int(i)) for i in np.unique(rows_ab)}
+            chunk = [(items[a], items[b]) for a, b in rows_ab]
             xa = torch.from_numpy(np.stack([to_model_input(a.image) for a, _ in chunk]))
             xb = torch.from_numpy(np.stack([to_model_input(b.image) for _, b in chunk]))
             part = slice(start, start + len(chunk))
