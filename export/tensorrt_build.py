@@ -39,9 +39,8 @@ def build_engines(bundle: Path, manifest: dict, max_batch: int, rebuild: str, op
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     cache_path = bundle / TIMING_CACHE
-    cache = builder.create_builder_config().create_timing_cache(
-        cache_path.read_bytes() if cache_path.is_file() else b""
-    )
+    cache_owner = builder.create_builder_config()  # kept alive as long as the cache it creates
+    cache = cache_owner.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
     jobs = [(name, entry) for name, entry in manifest["graphs"].items()]
     jobs += [(name, entry) for name, entry in manifest.get("graphs_fp16", {}).items()]
     engines = dict(manifest.get("engines", {}))
