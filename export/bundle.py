@@ -25,7 +25,7 @@ from mnm.errors import MnmError
 from mnm.export import fp16 as fp16_graphs
 from mnm.export.macs import count_macs
 from mnm.export.manifest import MANIFEST, graph_entry, new_manifest, write_manifest
-from mnm.export.onnx_graphs import EXPORTER, export_graph
+from mnm.export.onnx_graphs import EXPORTER, check_graph, export_graph
 from mnm.export.parity import check_parity
 from mnm.export.specs import FP16_TOLERANCE, FP32_TOLERANCE, ExportModules, GraphSpec, graphs_for, modes_for
 from mnm.export.tensorrt_build import TIMING_CACHE
@@ -175,6 +175,7 @@ def _fp16_checked(spec: GraphSpec, model, fp32_entry: dict, modules, cfg, folder
     path.parent.mkdir(exist_ok=True)
     half = fp16_graphs.to_fp16(model)
     onnx.save(half, str(path))
+    check_graph(half, path)
     module = spec.module(modules)
     result = check_parity(spec, path, module, modules, cfg, batches, rng, providers=_fp16_providers())
     for name, diff in result["max_abs_diff"].items():

@@ -19,38 +19,21 @@ _KEEP_FLOAT = {("Resize", 1), ("Resize", 2)}
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` computing in float16, with float32 graph inputs and outputs."""
+    """A copy of ``model`` computing in float16, with float32 graph inputs and outputs.
+
+    The exporter's graphs keep every constant as an initializer (no Constant nodes, no Casts), so
+    converting the initializers and casting at the edges retypes the whole graph; the ONNX checker
+    that export runs on the result refuses a graph where that does not hold (mixed float types).
+    """
     model = _copy(model)
     graph = model.graph
     keep = {node.input[i] for node in graph.node for i in range(len(node.input)) if (node.op_type, i) in _KEEP_FLOAT}
     for init in graph.initializer:
         if init.data_type == FLOAT and init.name not in keep:
             init.CopyFrom(_half_tensor(init))
-    for node in graph.node:
-        _convert_node(node, keep)
     _cast_edges(graph)
     del graph.value_info[:]
-    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-
-
-def _convert_node(node: onnx.NodeProto, keep: set[str]) -> None:
-    if node.op_type == "Cast":
-        for attr in node.attribute:
-            if attr.name == "to" and attr.i == FLOAT:
-                attr.i = HALF
-        return
-    if node.op_type == "Constant" and any(out in keep for out in node.output):
-        return
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == FLOAT:
-            attr.t.CopyFrom(_half_tensor(attr.t))
-        elif node.op_type == "Constant" and attr.name in ("value_float", "value_floats"):
-            values = [attr.f] if attr.name == "value_float" else list(attr.floats)
-            array = np.asarray(values, np.float16)
-            tensor = numpy_helper.from_array(array if attr.name == "value_floats" else array.reshape(()))
-            node.attribute.remove(attr)
-            node.attribute.append(helper.make_attribute("value", tensor))
-            return
+    return onnx.shape_inference.infer_shapes(model)
 
 
 def _cast_edges(graph: onnx.GraphProto) -> None:

@@ -52,12 +52,17 @@ def export_graph(
         )
         program.save(str(path), external_data=False)
     model = onnx.load(str(path))
+    check_graph(model, path)
+    return model
+
+
+def check_graph(model: onnx.ModelProto, path: Path) -> None:
+    """The ONNX checker with full type and shape inference; one line naming the file if it fails."""
     try:
         onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = str(exc).strip().splitlines()[0]
-        raise MnmError(f"{path}: the exported graph fails the ONNX checker: {first}") from None
-    return model
+        raise MnmError(f"{path}: the graph fails the ONNX checker: {first}") from None
 
 
 @contextlib.contextmanager

@@ -13,9 +13,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import helper, numpy_helper
 
 from mnm.errors import MnmError
 from mnm.export.bundle import export_bundle
+from mnm.export.fp16 import to_fp16
+from mnm.export.macs import count_macs
+from mnm.export.onnx_graphs import check_graph
 from mnm.export.specs import ExportModules, graphs_for, modes_for
 from mnm.nn.encoders import Encoder
 from mnm.nn.summary import summarize
@@ -247,3 +251,40 @@ def test_cli_rejects_bad_arguments_with_one_line(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "X").exists()
+
+
+def _model(nodes, inputs, outputs, initializers=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_macs_are_counted_per_image_for_each_layer_kind():
+    f = onnx.TensorProto.FLOAT
+    weights = [
+        numpy_helper.from_array(np.zeros((8, 2, 3, 3), np.float32), "w_conv"),  # 4 in, groups=2
+        numpy_helper.from_array(np.zeros((8, 4, 4, 4), np.float32), "w_up"),  # ConvTranspose 8 -> 4
+        numpy_helper.from_array(np.zeros((4 * 16 * 16, 10), np.float32), "w_fc"),
+        numpy_helper.from_array(np.zeros((10, 6), np.float32), "w_mm"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w_conv"], ["h"], pads=[1, 1, 1, 1], group=2),  # [N, 8, 8, 8]
+        helper.make_node("ConvTranspose", ["h", "w_up"], ["u"], strides=[2, 2], pads=[1, 1, 1, 1]),  # [N, 4, 16, 16]
+        helper.make_node("Flatten", ["u"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "w_fc"], ["fc"]),
+        helper.make_node("MatMul", ["fc", "w_mm"], ["y"]),
+    ]
+    model = _model(nodes, [helper.make_tensor_value_info("x", f, ["batch", 4, 8, 8])],
+                   [helper.make_tensor_value_info("y", f, ["batch", 6])], weights)
+    conv = 8 * 8 * 8 * (2 * 3 * 3)
+    up = 8 * 8 * 8 * (4 * 4 * 4)
+    assert count_macs(model) == conv + up + 1024 * 10 + 10 * 6
+
+
+def test_fp16_conversion_is_refused_by_the_checker_when_a_float_constant_remains(tmp_path):
+    f = onnx.TensorProto.FLOAT
+    two = helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array([2.0], np.float32)))
+    model = _model([two, helper.make_node("Mul", ["x", "k"], ["y"])],
+                   [helper.make_tensor_value_info("x", f, ["batch", 3])],
+                   [helper.make_tensor_value_info("y", f, ["batch", 3])])
+    with pytest.raises(MnmError, match="odd.onnx: the graph fails the ONNX checker"):
+        check_graph(to_fp16(model), tmp_path / "odd.onnx")
