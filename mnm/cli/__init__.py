@@ -10,6 +10,7 @@ from mnm.cli import (  # noqa: F401  (each module registers its commands on impo
     bench,
     data,
     data_check,
+    demo,
     eval,
     export,
     model,
@@ -40,7 +41,8 @@ def run(argv: list[str]) -> int:
         if STATE["debug"]:
             traceback.print_exc()
         else:
-            print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+            print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                  file=sys.stderr)
         return 1
     return 0
 

@@ -13,7 +13,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-model_app = typer.Typer(help="Inspect model presets: parameters and multiply-accumulates per graph.", no_args_is_help=True)
+model_app = typer.Typer(help="Inspect model presets: parameters and multiply-accumulates per graph.",
+                        no_args_is_help=True)
 data_app = typer.Typer(help="Make synthetic data with ground truth and check dataset folders.", no_args_is_help=True)
 train_app = typer.Typer(help="Train MixNMatch: code mode (stage 1) and feature mode (stage 2).", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate a run: clustering, disentanglement, FID/KID.", no_args_is_help=True)

@@ -1,0 +1,155 @@
+"""`mnm demo`: the bundled demo model on synthetic references, with no arguments and no network.
+
+It renders its references with the synthetic-scene generator the demo model was trained on (same
+seed and families; images from the held-out test split), so nothing has to be downloaded or shipped
+besides the bundle. torch is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mnm.errors import MnmError
+
+DEMO_DIR = Path(__file__).parent / "assets" / "demo"
+CLIP_FRAMES = 36
+FRAME_SIDE = 96
+
+
+@dataclass
+class DemoResult:
+    files: dict[str, Path]
+    summary: list[str]
+
+
+def demo_info() -> dict:
+    """The demo model's record: training commands, data parameters, steps, evaluation numbers."""
+    path = DEMO_DIR / "demo.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MnmError(f"{path}: the demo model is missing from this installation") from None
+
+
+def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> DemoResult:
+    """Write a mix-and-match grid pair, a code-vs-feature comparison and an img2gif animation to ``out``."""
+    from mnm.imaging import save_image
+    from mnm.runtime import grid as grid_layout
+    from mnm.runtime.pipeline import Pipeline
+    from mnm.training.synthetic import SynthSpec, render_scene
+
+    info = demo_info()
+    spec = SynthSpec.from_dict(info["data"], source=str(DEMO_DIR / "demo.json"))
+    pipeline = Pipeline(bundle or DEMO_DIR / "bundle", backend=backend)
+    out.mkdir(parents=True, exist_ok=True)
+    refs = _references(spec, render_scene)
+    files: dict[str, Path] = {}
+
+    # Background x texture with one shape and pose; shape x pose with one background and texture.
+    a, b = refs[:3], refs[3:6]
+    grid = pipeline.grid(background=[r.image for r in a], pose=[refs[6].image], shape=[refs[6].image],
+                         texture=[r.image for r in b], mode="code")
+    files["grid_background_texture"] = out / "grid_background_texture.png"
+    save_image(files["grid_background_texture"], grid.image())
+    grid = pipeline.grid(background=[refs[7].image], pose=[r.image for r in a], shape=[r.image for r in b],
+                         texture=[refs[7].image], mode="code")
+    files["grid_shape_pose"] = out / "grid_shape_pose.png"
+    save_image(files["grid_shape_pose"], grid.image())
+
+    # Code mode (p and z from B) against feature mode (S(B)): background and texture from A.
+    pairs = list(zip(refs[:4], refs[4:8], strict=True))
+    cells = []
+    for ref_a, ref_b in pairs:
+        for mode in ("code", "feature"):
+            shape = ref_b.image if mode == "code" else None
+            cells.append(pipeline.mix(background=ref_a.image, pose=ref_b.image, shape=shape,
+                                      texture=ref_a.image, mode=mode))
+    image = grid_layout.compose(
+        cells,
+        rows=[grid_layout.Axis("A: bg+texture", [r.image for r, _ in pairs], [r.label for r, _ in pairs]),
+              grid_layout.Axis("B: shape+pose", [r.image for _, r in pairs], [r.label for _, r in pairs])],
+        cols=grid_layout.Axis("mode", [None, None], ["code mode", "feature mode"]),
+        caption="background and texture from A; shape and pose from B",
+    )
+    files["code_vs_feature"] = out / "code_vs_feature.png"
+    save_image(files["code_vs_feature"], image)
+
+    # img2gif: a synthetic clip of one bird turning, animating the static image A.
+    clip = _clip(spec, refs[4])
+    files["clip"] = _write_clip(out / "clip", clip)
+    report = _animate(pipeline, refs[0].image, files["clip"], out / "animation.gif")
+    files["animation"] = out / "animation.gif"
+    summary = [f"{name}: {path}" for name, path in files.items()]
+    summary.append("animation: " + "; ".join(report.summary_lines()))
+    return DemoResult(files, summary)
+
+
+@dataclass
+class _Ref:
+    image: np.ndarray
+    label: str
+    factors: object
+
+
+def _references(spec, render_scene) -> list[_Ref]:
+    """Eight held-out images (ids divisible by 10), with textures as different as the set allows."""
+    from mnm.training.synthetic import sample_factors
+
+    chosen, seen = [], set()
+    index = 9
+    while len(chosen) < 8 and index < 100_000:
+        factors = sample_factors(spec, index)
+        if factors.c not in seen or len(seen) >= spec.n_child:
+            seen.add(factors.c)
+            scene = render_scene(spec, index)
+            chosen.append(_Ref(scene.image, f"#{index + 1} c{factors.c}", factors))
+        index += 10
+    return chosen
+
+
+def _clip(spec, ref: _Ref) -> list[np.ndarray]:
+    """The bird of ``ref`` swaying and turning: rotation and position follow a smooth loop."""
+    from mnm.training.synthetic import Pose, render_from_factors
+
+    f = ref.factors
+    frames = []
+    for t in np.linspace(0, 2 * np.pi, CLIP_FRAMES, endpoint=False):
+        pose = Pose(rotation=f.pose.rotation * 0.3 + 18 * np.sin(t), scale=f.pose.scale,
+                    tx=f.pose.tx * 0.5 + 0.06 * np.sin(t), ty=f.pose.ty * 0.5 + 0.04 * np.cos(t),
+                    facing=f.pose.facing if t < np.pi else -f.pose.facing)
+        frames.append(render_from_factors(spec, f.b, f.p, f.c, pose, f.background_key, f.texture_key).image)
+    return frames
+
+
+def _write_clip(folder: Path, frames: list[np.ndarray]) -> Path:
+    from mnm.atomic import atomic_dir
+    from mnm.imaging import save_image
+
+    with atomic_dir(folder) as tmp:
+        for i, frame in enumerate(frames):
+            save_image(tmp / f"{i:04d}.png", frame)
+    return folder
+
+
+def _animate(pipeline, static: np.ndarray, clip: Path, out: Path):
+    """Run the real-time loop over the clip: each output frame shows source | code mode | feature mode."""
+    from mnm.runtime import realtime
+    from mnm.runtime.video import FolderSource, GifSink
+
+    code = pipeline.animator(static, mode="code")
+    feature = pipeline.animator(static, mode="feature")
+
+    def side_by_side(frame: np.ndarray) -> np.ndarray:
+        tiles = [frame, code.frame(frame), feature.frame(frame)]
+        return np.hstack([cv2.resize(t, (FRAME_SIDE, FRAME_SIDE), interpolation=cv2.INTER_AREA
+                                     if t.shape[0] > FRAME_SIDE else cv2.INTER_NEAREST) for t in tiles])
+
+    report = realtime.run(FolderSource(clip), side_by_side, GifSink(out, fps=12.0))
+    if report.error is not None:
+        raise report.error
+    return report
