@@ -11,12 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mnm.errors import MnmError
+from mnm.progress import track
 from mnm.training.datasets import read_annotations
 from mnm.training.datasets.annotations import Problem, Record, resolve
 from mnm.training.datasets.dataset import load_record
-
-from mnm.errors import MnmError
-from mnm.progress import track
 
 
 @dataclass
