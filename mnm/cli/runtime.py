@@ -37,6 +37,9 @@ def mix(
         None, "--batch", help="CSV plan, columns background,pose,shape,texture[,out]: one image per row into --out DIR."
     ),
     max_batch: int = typer.Option(16, "--max-batch", help="Most images per graph run."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="onnxruntime CPU threads [default: physical cores; 1 can be faster on a busy machine]."
+    ),
     out: Path = typer.Option(
         ..., "--out", help="Output image (a grid when a factor lists several), or a folder with --batch."
     ),
@@ -59,7 +62,9 @@ def mix(
             raise MnmError(f"{out}: --out must be a folder with --batch")
     else:
         _check_image_suffix(out)
-    pipe = _pipeline(bundle, backend, max_batch)
+    if threads is not None and threads < 1:
+        raise MnmError(f"--threads: must be at least 1, got {threads}")
+    pipe = _pipeline(bundle, backend, max_batch, threads)
     if batch is not None:
         _run_plan(pipe, batch, out, mode, seed, stitch, table)
         return
@@ -102,11 +107,12 @@ def info(
 # ---------------------------------------------------------------- mix helpers
 
 
-def _pipeline(bundle: Path, backend: str, max_batch: int):
+def _pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None):
     from mnm.runtime.bundle import Bundle
     from mnm.runtime.pipeline import Pipeline
 
-    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch)
+    options = {} if threads is None else {"threads": threads}
+    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, **options)
     how = "picked by --backend auto" if backend == "auto" else "as asked"
     typer.echo(f"backend: {pipe.backend.description}, {how}", err=True)
     for reason in getattr(pipe.backend, "skipped", []):

@@ -1,22 +1,30 @@
 """onnxruntime backends: CPU, CUDA and the TensorRT execution provider, one session per graph.
 
-Session settings, each chosen on purpose (numbers from ``benchmarks/ort_settings.py`` on this
-platform's 2-core CPU, onnxruntime 1.32, medians of repeats after warm-up, ratios = time / time of
-the setting chosen; ``lite`` random-init bundle, whole generator + one encoder, batch 1 and 8):
+Session settings, each chosen on purpose. Numbers from ``benchmarks/ort_settings.py`` on this
+platform's 2-core CPU, onnxruntime 1.32, random-init ``lite`` (batch 1, 8) and ``paper`` (batch 1,
+4) bundles, all five graph kinds; each ratio is time(variant) / time(chosen) with the variants
+interleaved in one process, as the median over graphs and batches of the per-case median ratio
+[and of the fastest-run ratio]. The machine was shared with a training process throughout (load
+average 4-6), so single cases scatter (0.5x-2.5x); only consistent effects decided:
 
-- ``graph_optimization_level = ORT_ENABLE_ALL``: constant folding, conv+BN fusion, layout
-  transforms. ORT_ENABLE_BASIC 1.05-1.10x slower, ORT_DISABLE_ALL 1.3-1.6x slower.
-- ``intra_op_num_threads = physical cores``: GEMMs scale with cores; hyper-threads share the FMA
-  units, and 1 thread was 1.7-1.9x slower on 2 cores. Set explicitly (not onnxruntime's default)
-  so a container's CPU limit (``sched_getaffinity``) is respected.
-- ``inter_op_num_threads = 1`` and ``ORT_SEQUENTIAL``: these graphs are chains (no parallel
-  branches worth a thread); ORT_PARALLEL measured 1.00-1.03x (no gain) and costs threads.
-- ``enable_cpu_mem_arena`` and ``enable_mem_pattern`` on: repeated runs of one shape reuse
-  buffers; without the arena 1.02-1.10x slower at batch 8.
-- I/O binding (``io_binding=True``: inputs bound from numpy, outputs bound on the device and copied
-  back once): on the CPU it measured TODO, so the default is plain ``run``; on CUDA it was not
-  measured here (no GPU), so it stays an option there too (``benchmarks/ort_settings.py`` measures it
-  on the machine it runs on).
+- ``graph_optimization_level = ORT_ENABLE_ALL`` (constant folding, Conv+BN fusion, layout
+  transforms): ORT_ENABLE_BASIC 0.95-1.06x [1.04-1.06x], ORT_DISABLE_ALL 0.95-0.99x [1.10x]. A
+  small gain at best here; it never loses on the fastest runs, so the full level stays.
+- ``session.intra_op.allow_spinning = 0``: spinning workers were 1.36x slower at paper scale
+  [1.36x] and 1.07x at lite [0.85x: they help the best case of 1 ms graphs]; a spinning pool also
+  burns a core between runs that the video capture thread and other processes need.
+- ``intra_op_num_threads = physical cores`` (``sched_getaffinity`` respected): with a core taken by
+  the training process, 1 thread measured 0.68-0.81x (faster) in the median and 0.98x on the
+  fastest runs, i.e. the second thread only helps when its core is free. Physical cores is the
+  default for a machine that runs the runtime; pass ``threads=1`` (``--threads 1``) on a busy one.
+- ``inter_op_num_threads = 1`` and ``ORT_SEQUENTIAL``: these graphs are chains; ORT_PARALLEL was
+  1.91-1.92x slower [1.49-1.71x].
+- ``enable_cpu_mem_arena`` and ``enable_mem_pattern`` on: without the arena paper graphs were
+  1.47x slower [1.53x], lite ones 1.01x [0.99x].
+- I/O binding (``io_binding=True``: inputs bound from numpy, outputs bound on the device and
+  copied back once) measured 1.02-1.12x [1.03-1.12x] on the CPU, no gain, so the default is plain
+  ``run``; on CUDA it was not measured here (no GPU), so it stays an option there too
+  (the benchmark measures it on the machine it runs on).
 Sessions are created lazily (a mix in code mode never loads the extractor) under a lock;
 ``InferenceSession.run`` is thread-safe, so one backend serves concurrent requests.
 """
@@ -66,9 +74,13 @@ def session_options(threads: int | None = None, overrides: dict | None = None):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.enable_cpu_mem_arena = True
     so.enable_mem_pattern = True
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     for key, value in (overrides or {}).items():
-        setattr(so, key, value)
+        if key.startswith("session."):  # a session config entry, e.g. session.intra_op.allow_spinning
+            so.add_session_config_entry(key, str(value))
+        else:
+            setattr(so, key, value)
     return so
 
 
@@ -118,7 +130,8 @@ class OrtBackend:
 
     @property
     def description(self) -> str:
-        return f"{self.name} (onnxruntime, {self.precision}, {self.threads} threads)"
+        threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
+        return f"{self.name} (onnxruntime, {self.precision}, {threads})"
 
     @property
     def threads(self) -> int:

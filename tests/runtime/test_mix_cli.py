@@ -30,9 +30,10 @@ def test_the_runtime_modules_import_without_torch():
 def test_one_mix_equals_the_python_api(tiny_bundle, photos, tmp_path):
     out = tmp_path / "mix.png"
     result = mix_cli(tiny_bundle, "--background", photos[0], "--pose", photos[1], "--shape", "code:1",
-                     "--texture", photos[2], "--out", out)
+                     "--texture", photos[2], "--threads", "1", "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "backend: ort-cpu" in result.stderr and "picked by --backend auto" in result.stderr
+    assert "backend: ort-cpu (onnxruntime, fp32, 1 thread)" in result.stderr
+    assert "picked by --backend auto" in result.stderr
     expected = Pipeline(tiny_bundle).mix(photos[0], photos[1], "code:1", photos[2])
     np.testing.assert_array_equal(load_image(out), expected)
 

@@ -63,6 +63,9 @@ def test_code_mode_equals_torch(pipe, torch_twin, photos):
         "z_pose": encode(torch_twin, "z", pose), "p": encode(torch_twin, "p", shape),
         "c": encode(torch_twin, "c", texture),
     }
+    # the photos' codes differ by far more than the tolerance, so a swapped reference would show
+    assert np.abs(codes["z_bg"] - codes["z_pose"]).max() > 100 * TOL
+    assert np.abs(codes["c"] - encode(torch_twin, "c", shape)).max() > 10 * TOL
     for key, value in codes.items():
         np.testing.assert_allclose(r.codes[key], value, atol=TOL, rtol=0, err_msg=key)
     assert_close(r, generate(torch_twin, **codes))
