@@ -321,6 +321,11 @@ class Pipeline:
         for cache in (self._codes, self._backgrounds, self._features):
             cache.clear()
 
+    def close(self) -> None:
+        """Release the backend's sessions or engines and the caches."""
+        self.clear_caches()
+        self.backend.close()
+
     # ------------------------------------------------------------------ planning
 
     def _require_mode(self, mode: str) -> None:

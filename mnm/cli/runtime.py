@@ -107,7 +107,8 @@ def info(
 # ---------------------------------------------------------------- mix helpers
 
 
-def _pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None):
+def _pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None):
+    """The verified bundle's pipeline, saying on stderr which backend runs (``mnm animate`` uses it too)."""
     from mnm.runtime.bundle import Bundle
     from mnm.runtime.pipeline import Pipeline
 
