@@ -37,7 +37,7 @@ def animate(
 ) -> None:
     """Animate a static image with the pose of each frame of a video, a frame folder or a webcam."""
     from mnm.atomic import write_text
-    from mnm.cli.runtime import _pipeline
+    from mnm.cli.runtime import open_pipeline
     from mnm.runtime import realtime as loop
     from mnm.runtime import video
     from mnm.runtime.requests import parse_box
@@ -59,7 +59,7 @@ def animate(
     try:
         out_fps = fps or src.fps or DEFAULT_FPS
         sink = video.open_sink(out, out_fps) if out is not None else None
-        animator = _pipeline(bundle, backend, max_batch=1).animator(str(image), mode=mode, box=pose_box)
+        animator = open_pipeline(bundle, backend, max_batch=1).animator(str(image), mode=mode, box=pose_box)
         if show:
             window = video.Window()
         live = realtime or src.live

@@ -64,7 +64,7 @@ def mix(
         _check_image_suffix(out)
     if threads is not None and threads < 1:
         raise MnmError(f"--threads: must be at least 1, got {threads}")
-    pipe = _pipeline(bundle, backend, max_batch, threads)
+    pipe = open_pipeline(bundle, backend, max_batch, threads)
     if batch is not None:
         _run_plan(pipe, batch, out, mode, seed, stitch, table)
         return
@@ -107,7 +107,7 @@ def info(
 # ---------------------------------------------------------------- mix helpers
 
 
-def _pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None):
+def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None):
     """The verified bundle's pipeline, saying on stderr which backend runs (``mnm animate`` uses it too)."""
     from mnm.runtime.bundle import Bundle
     from mnm.runtime.pipeline import Pipeline
