@@ -157,7 +157,7 @@ def compare(bundle, modules, opts, log) -> dict:
         times = interleaved({"reference": ref_fn, "runtime": rt.run}, n, more)
         ref, run = summarize(times["reference"], rt.images), summarize(times["runtime"], rt.images)
         result["scenarios"][name] = {"reference": ref, "runtime": run, "speedup": ref["median_ms"] / run["median_ms"]}
-    pipeline.backend.close()
+    pipeline.close()
     return result
 
 

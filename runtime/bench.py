@@ -383,7 +383,7 @@ def run_bench(
                 times = measure(scenario.run, repeats, warmup, bar.update)
                 runs = {g: n // (repeats + warmup) for g, n in pipeline.counters.snapshot()["runs"].items()}
                 entry["scenarios"][scenario.name] = {**summarize(times, scenario.images), "graph_runs_per_call": runs}
-            backend.close()
+            pipeline.close()
             report["backends"][backend.name if name == "auto" else name] = entry
     return report
 
