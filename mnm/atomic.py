@@ -7,13 +7,19 @@ half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from mnm.errors import MnmError
+
 TMP_PREFIX = ".mnm-tmp-"
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
+"""errno values that mean the output cannot be written (disk full, file size limit, read-only,
+device error): reported as one line naming the target, whichever writer hit them."""
 
 
 def _current_umask() -> int:
@@ -34,16 +40,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``suffix`` keeps the extension for writers that choose the format from it (OpenCV, Pillow).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    with _reported(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=suffix, dir=path.parent)
+        os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, FILE_MODE)
     try:
-        yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
+        with _reported(path, only=WRITE_FAILURES):
+            os.chmod(tmp, FILE_MODE)
+            yield tmp
+            _fsync_file(tmp)
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -67,20 +75,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     its aside name; the next call (or ``recover_dir``) moves it back.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recover_dir(path)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + "-", dir=path.parent))
-    os.chmod(tmp, DIR_MODE)
+    with _reported(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover_dir(path)
+        tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + "-", dir=path.parent))
     try:
-        yield tmp
-        for file in tmp.rglob("*"):
-            if file.is_file():
-                _fsync_file(file)
-        aside = path.parent / f"{TMP_PREFIX}{path.name}-old"
-        if path.exists():
-            os.replace(path, aside)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        with _reported(path, only=WRITE_FAILURES):
+            os.chmod(tmp, DIR_MODE)
+            yield tmp
+            for file in tmp.rglob("*"):
+                if file.is_file():
+                    _fsync_file(file)
+            aside = path.parent / f"{TMP_PREFIX}{path.name}-old"
+            if path.exists():
+                os.replace(path, aside)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
         shutil.rmtree(aside, ignore_errors=True)
     finally:
         if tmp.exists():
@@ -96,6 +106,17 @@ def recover_dir(path: str | os.PathLike) -> None:
             shutil.rmtree(aside, ignore_errors=True)
         else:
             os.replace(aside, path)
+
+
+@contextlib.contextmanager
+def _reported(target: Path, only: frozenset[int] | None = None) -> Iterator[None]:
+    """Turn an ``OSError`` (any, or one whose errno is in ``only``) into one line naming ``target``."""
+    try:
+        yield
+    except OSError as exc:
+        if only is not None and exc.errno not in only:
+            raise
+        raise MnmError(f"{target}: cannot write ({exc.strerror or exc})") from exc
 
 
 def _fsync_file(path: Path) -> None:
