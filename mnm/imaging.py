@@ -58,7 +58,14 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         raise MnmError(f"{path}: image file not found")
     if path.is_dir():
         raise MnmError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
+    try:  # read a byte rather than trust st_size: /proc and FUSE files report 0 and may be unreadable
+        with open(path, "rb") as probe:
+            empty = not probe.read(1)
+    except PermissionError:
+        raise MnmError(f"{path}: cannot read the file (permission denied)") from None
+    except OSError as exc:
+        raise MnmError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if empty:
         raise MnmError(f"{path}: empty file (0 bytes), not an image")
     try:
         with warnings.catch_warnings():
