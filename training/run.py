@@ -75,16 +75,19 @@ def new_run_dir(out: str | Path, name: str) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MnmError(f"{out}: --out must be a folder for run folders, not a file")
-    out.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for p in out.iterdir() if (m := RUN_NUMBER.match(p.name))]
-    number = max(taken, default=-1) + 1
-    while True:
-        path = out / f"{number:05d}-{name}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            number += 1
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        taken = [int(m.group(1)) for p in out.iterdir() if (m := RUN_NUMBER.match(p.name))]
+        number = max(taken, default=-1) + 1
+        while True:
+            path = out / f"{number:05d}-{name}"
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                number += 1
+    except OSError as exc:
+        raise MnmError(f"{out}: cannot create the run folder ({exc.strerror or exc})") from None
 
 
 def is_checkpoint(path: Path) -> bool:

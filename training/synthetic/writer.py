@@ -128,7 +128,10 @@ def _prepare(out: Path) -> None:
             (out / name).unlink(missing_ok=True)
         for name in ("images", "masks"):
             shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MnmError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
 
 
 def _description(spec: SynthSpec, n: int) -> dict:
