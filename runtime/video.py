@@ -134,6 +134,15 @@ def _open_capture(target: int | str) -> cv2.VideoCapture:
         cv2.utils.logging.setLogLevel(level)
 
 
+def _frame_count(path: Path) -> int:
+    """Frames a finished video file announces (0 when it cannot be opened)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+
+
 def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
@@ -223,6 +232,14 @@ class Mp4Sink:
             return
         self._writer.release()
         self._writer = None
+        # OpenCV's writer drops write errors (a full disk): read the count back before the file gets its name.
+        written = _frame_count(self._staged.path)
+        if written != self.count:
+            self._staged.discard()
+            raise MnmError(
+                f"{self.path}: cannot write the MP4: {written} of {self.count} frames reached the file "
+                "(disk full or a write error); nothing was kept"
+            )
         self._staged.commit()
 
 
@@ -252,12 +269,17 @@ class FolderSink:
         try:
             Image.fromarray(frame).save(target, format="PNG")
         except OSError as exc:
+            target.unlink(missing_ok=True)  # the frames before it are whole and kept; this one is not
             raise MnmError(f"{self.path}: cannot write frame {target.name} ({exc.strerror or exc})") from None
         self.count += 1
 
     def close(self) -> None:
+        """Give the frames their final name; without a single frame the previous folder stays as it was."""
         if self._staged is not None:
-            self._staged.commit()
+            if self.count:
+                self._staged.commit()
+            else:
+                self._staged.discard()
             self._staged = None
 
 
