@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -224,4 +225,8 @@ class RunFolder:
             return
         for old in self.complete_checkpoints()[:-keep]:
             if old != protect:
-                shutil.rmtree(old, ignore_errors=True)
+                # Out of its final name first: a kill mid-removal leaves a temporary folder (removed by the
+                # next rotation), never a half-deleted checkpoint under a checkpoint's name.
+                doomed = old.with_name(f"{TMP_PREFIX}{old.name}-removed")
+                os.replace(old, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
