@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, command: str) -> dict:
     import torch
-    from machine import details, measure_peak
+    from machine import cuda_product, details, measure_peak, ort_product
     from roofline import profile_graph, roofline
 
     from mnm.config import resolve_config
@@ -326,9 +326,13 @@ def run(args, command: str) -> dict:
         result = compare(bundle, modules, args, log)
         log("components: one encoder and the generator, torch eager vs the runtime backend")
         parts = components(bundle, modules, args)
-        log("roofline: every graph at batch 1 and 8")
+        log("roofline: every graph at batch 1 and 8, interleaved with the peak's matrix product")
         backend = create(bundle, args.backend, **_backend_options(args))
-        graphs = roofline(bundle, backend, peak["peak_gflops"], (1, 8), args.roofline_repeats, 2)
+        if peak_device == "cpu":
+            product = ort_product(peak["size"], args.threads)
+        else:
+            product = cuda_product(peak["size"], peak_device)
+        graphs = roofline(bundle, backend, peak, product, (1, 8), args.roofline_repeats, 2)
         backend.close()
         profile = {}
         if args.backend == "ort-cpu" and not args.no_profile:

@@ -25,18 +25,18 @@ def details() -> dict:
     return info
 
 
-def numpy_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2) -> dict:
-    """GFLOP/s of ``a @ b`` for two size×size fp32 matrices with numpy (median over repeats)."""
+def numpy_product(size: int = PEAK_SIZE):
+    """A callable computing ``a @ b`` for two size×size fp32 matrices with numpy (its BLAS)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     out = np.empty((size, size), np.float32)
-    times = measure(lambda: np.matmul(a, b, out=out), repeats, warmup)
-    return _gflops(times, size)
+    return lambda: np.matmul(a, b, out=out)
 
 
-def ort_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2, threads: int | None = None) -> dict:
-    """GFLOP/s of an onnxruntime MatMul of two size×size fp32 inputs, with the runtime's session options."""
+def ort_product(size: int = PEAK_SIZE, threads: int | None = None):
+    """A callable running an onnxruntime MatMul of two size×size fp32 inputs with the runtime's
+    session options (the kernels and threads the graphs get)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -58,12 +58,12 @@ def ort_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2, threads:
     )
     rng = np.random.default_rng(0)
     feeds = {n: rng.standard_normal(shape, dtype=np.float32) for n in ("a", "b")}
-    times = measure(lambda: sess.run(None, feeds), repeats, warmup)
-    return _gflops(times, size)
+    return lambda: sess.run(None, feeds)
 
 
-def torch_cuda_peak(size: int = 4 * PEAK_SIZE, repeats: int = 10, warmup: int = 3, device: str = "cuda") -> dict:
-    """GFLOP/s of a CUDA fp32 ``torch.matmul`` with TF32 off (true fp32, as the fp32 graphs run)."""
+def cuda_product(size: int = 4 * PEAK_SIZE, device: str = "cuda"):
+    """A callable computing a CUDA fp32 ``torch.matmul`` with TF32 off (true fp32, as the fp32
+    graphs run), synchronised so that its time is the GPU's."""
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -75,18 +75,19 @@ def torch_cuda_peak(size: int = 4 * PEAK_SIZE, repeats: int = 10, warmup: int = 
         torch.matmul(a, b, out=out)
         torch.cuda.synchronize(device)
 
-    return _gflops(measure(product, repeats, warmup), size)
+    return product
 
 
 def measure_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2, threads: int | None = None,
                  device: str = "cpu") -> dict:
-    """Both CPU measurements (or, for a CUDA device, torch's fp32 matmul) and the peak: the higher
-    median GFLOP/s."""
+    """Median GFLOP/s of each product (numpy and onnxruntime on a CPU; torch's on a CUDA device)
+    and the peak: the highest of them."""
     if device == "cpu":
-        numbers = {"numpy": numpy_peak(size, repeats, warmup), "onnxruntime": ort_peak(size, repeats, warmup, threads)}
+        products = {"numpy": numpy_product(size), "onnxruntime": ort_product(size, threads)}
     else:
         size = max(size, 4 * PEAK_SIZE)  # a GPU needs a larger product to reach its peak
-        numbers = {"torch_cuda": torch_cuda_peak(size, repeats, warmup, device)}
+        products = {"torch_cuda": cuda_product(size, device)}
+    numbers = {name: _gflops(measure(fn, repeats, warmup), size) for name, fn in products.items()}
     best = max(numbers, key=lambda k: numbers[k]["gflops"])
     return {**numbers, "peak_gflops": numbers[best]["gflops"], "peak_from": best, "size": size}
 

@@ -145,6 +145,10 @@ def test_compare_reference_tiny(tiny_bundle, tmp_path):
     assert report["source"] == {"kind": "random-init", "seed": 5, "preset": "tiny"}
     peak = report["peak"]
     assert peak["peak_gflops"] == max(peak["numpy"]["gflops"], peak["onnxruntime"]["gflops"])
+    for entry in report["graphs"].values():  # the fraction never uses the lower of the two peaks
+        for r in entry["batches"].values():
+            best = max(peak["peak_gflops"], r["peak_alongside_gflops"])
+            assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / best)
     assert {t["target"] for t in report["targets"]} >= {"single_mix_speedup", "grid_speedup", "img2gif_speedup"}
     assert report["profile"]["g_child"]["ops"] and report["profile"]["g_child"]["kernel_ms_per_run"] > 0
     text = md.read_text()
