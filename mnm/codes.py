@@ -72,4 +72,6 @@ def as_categorical(value, n: int, name: str = "code") -> np.ndarray:
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
     """The z for a seed: the same seed gives the same z in every process and backend."""
+    if seed < 0:
+        raise MnmError(f"seed:{seed}: a seed is a non-negative integer")
     return np.random.default_rng(seed).standard_normal(z_dim).astype(np.float32)

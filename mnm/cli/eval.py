@@ -13,7 +13,7 @@ Run = Annotated[Path, typer.Argument(help="A run folder (its latest checkpoint) 
 Json = Annotated[Path | None, typer.Option(
     "--json", help="Result file (default: <run>/eval/<metric>-<step>.json).")]
 Split = Annotated[str, typer.Option("--split", help="Dataset split: train, test or all.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of every random choice (k-means, pairs, codes).")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice (k-means, pairs, codes).")]
 Batch = Annotated[int, typer.Option("--batch", help="Images per forward pass.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cuda or cpu.")]
 

@@ -32,7 +32,7 @@ def mix(
     ),
     box: str | None = typer.Option(None, "--box", help="Object box x,y,w,h in pixels for every reference image."),
     boxes: Path | None = typer.Option(None, "--boxes", help="File of 'PATH X Y W H' lines: a box per reference."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the random factors."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for the random factors."),
     batch: Path | None = typer.Option(
         None, "--batch", help="CSV plan, columns background,pose,shape,texture[,out]: one image per row into --out DIR."
     ),

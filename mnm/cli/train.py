@@ -33,7 +33,7 @@ Steps = Annotated[int | None, typer.Option("--steps", help="Train until this man
 Kimg = Annotated[float | None, typer.Option("--kimg", help="Train until this many thousand images in total.")]
 Batch = Annotated[int | None, typer.Option("--batch", help="Images per step per process (default 12).")]
 Seed = Annotated[int | None, typer.Option(
-    "--seed", help="Seed of the initial weights, the data order and all noise (default 0).")]
+    "--seed", min=0, help="Seed of the initial weights, the data order and all noise (default 0).")]
 Split = Annotated[str | None, typer.Option(
     "--split", help="Dataset split: train, test or all (default train).")]
 Keep = Annotated[int | None, typer.Option(
