@@ -23,6 +23,7 @@ FORMAT_VERSION = 1
 CODE_GRAPHS = ("enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "g_child")
 FEATURE_GRAPHS = ("extractor",)
 _HASH_CHUNK = 1 << 20
+_JSON_NAMES = {dict: "JSON object", list: "JSON list", str: "string"}
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,16 @@ class Bundle:
         self.manifest = manifest
         where = str(path / "manifest.json")
         self.config = ModelConfig.from_dict(_field(manifest, "config", dict, where), source=f"{where} config")
-        self.modes = tuple(manifest.get("modes") or ("code",))
+        for key, kind in (("source", dict), ("exporter", dict), ("normalization", dict), ("opset", int),
+                          ("created", str)):
+            _optional(manifest, key, kind, where)
+        self.modes = tuple(_optional(manifest, "modes", list, where) or ("code",))
+        if not all(mode in ("code", "feature") for mode in self.modes):
+            raise MnmError(f"{where}: 'modes' must list code and/or feature, got {manifest['modes']!r}")
         self.graphs = _graph_entries(path, _field(manifest, "graphs", dict, where), where, "graphs")
-        self.graphs_fp16 = _graph_entries(path, manifest.get("graphs_fp16") or {}, where, "graphs_fp16")
-        self.engines = _engine_entries(path, manifest.get("engines") or {}, where)
+        self.graphs_fp16 = _graph_entries(path, _optional(manifest, "graphs_fp16", dict, where) or {}, where,
+                                          "graphs_fp16")
+        self.engines = _engine_entries(path, _optional(manifest, "engines", dict, where) or {}, where)
         for mode, needed in (("code", CODE_GRAPHS), ("feature", CODE_GRAPHS + FEATURE_GRAPHS)):
             absent = [g for g in needed if g not in self.graphs]
             if mode in self.modes and absent:
@@ -193,6 +200,26 @@ def _field(data: dict, key: str, kind: type, where: str):
     return value
 
 
+def _optional(data: dict, key: str, kind: type, where: str):
+    """A field that may be absent or null, but has type ``kind`` when given (int: not a bool, >= 0)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
+        what = "a non-negative integer" if kind is int else f"a {_JSON_NAMES.get(kind, kind.__name__)}"
+        raise MnmError(f"{where}: field {key!r} must be {what}, got {value!r}")
+    return value
+
+
+def _parity(value, where: str) -> dict:
+    """The recorded parity check: an object whose ``max_abs_diff`` maps outputs to numbers."""
+    parity = _optional({"parity": value}, "parity", dict, where) or {}
+    diffs = _optional(parity, "max_abs_diff", dict, where) or {}
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in diffs.values()):
+        raise MnmError(f"{where}: parity.max_abs_diff must map output names to numbers")
+    return dict(parity)
+
+
 def _inside(root: Path, relative, where: str) -> Path:
     """A manifest path, refused if it leaves the bundle folder."""
     if not isinstance(relative, str) or not relative:
@@ -204,10 +231,13 @@ def _inside(root: Path, relative, where: str) -> Path:
 
 
 def _tensors(items, where: str) -> tuple[TensorSpec, ...]:
-    try:
-        return tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in items)
-    except (KeyError, TypeError) as exc:
-        raise MnmError(f"{where}: malformed input/output entry ({exc})") from None
+    specs = []
+    for t in items:
+        if not (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("shape"), list)
+                and isinstance(t.get("dtype"), str)):
+            raise MnmError(f"{where}: an input/output entry needs a name, a shape list and a dtype, got {t!r}")
+        specs.append(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]))
+    return tuple(specs)
 
 
 def _graph_entries(root: Path, table: dict, where: str, section: str) -> dict[str, GraphEntry]:
@@ -220,13 +250,13 @@ def _graph_entries(root: Path, table: dict, where: str, section: str) -> dict[st
             name=name,
             path=_inside(root, g.get("file"), here),
             sha256=_field(g, "sha256", str, here),
-            bytes=int(g.get("bytes") or 0),
-            precision=str(g.get("precision", "fp16" if section == "graphs_fp16" else "fp32")),
+            bytes=_optional(g, "bytes", int, here) or 0,
+            precision=_optional(g, "precision", str, here) or ("fp16" if section == "graphs_fp16" else "fp32"),
             inputs=_tensors(_field(g, "inputs", list, here), here),
             outputs=_tensors(_field(g, "outputs", list, here), here),
-            params=int(g.get("params") or 0),
-            macs_per_image=int(g.get("macs_per_image") or 0),
-            parity=dict(g.get("parity") or {}),
+            params=_optional(g, "params", int, here) or 0,
+            macs_per_image=_optional(g, "macs_per_image", int, here) or 0,
+            parity=_parity(g.get("parity"), here),
         )
     return entries
 
