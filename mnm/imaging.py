@@ -80,6 +80,8 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         raise MnmError(f"{path}: not a recognised image (PNG, JPEG, WebP, BMP, GIF or TIFF)") from None
     except OSError as exc:
         raise MnmError(f"{path}: cannot read the file ({exc})") from None
+    except _DECODE_ERRORS as exc:  # a damaged header some plugin claims (e.g. a truncated PNG IHDR chunk)
+        raise MnmError(f"{path}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
     with image:
         width, height = image.size
         if width * height > max_pixels:
