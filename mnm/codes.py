@@ -29,7 +29,10 @@ class Codes:
 
 def one_hot(index, n: int) -> np.ndarray:
     """[N] integer indices → [N, n] float32 one-hot rows."""
-    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    try:
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+    except OverflowError:  # beyond int64: out of range whatever n is
+        raise MnmError(f"code index out of range 0..{n - 1}: {index}") from None
     if index.size and (index.min() < 0 or index.max() >= n):
         raise MnmError(f"code index out of range 0..{n - 1}: {index.tolist()}")
     out = np.zeros((index.size, n), np.float32)
