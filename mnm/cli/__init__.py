@@ -35,16 +35,21 @@ def run(argv: list[str]) -> int:
     except MnmError as exc:
         if STATE["debug"]:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
         if STATE["debug"]:
             traceback.print_exc()
         else:
-            print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                  file=sys.stderr)
+            print(f"error: unexpected {type(exc).__name__}: {one_line(str(exc))} (rerun with --debug for the "
+                  "traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+def one_line(message: str) -> str:
+    """The message on one line: line breaks from user text (a path with a newline) shown as \\n."""
+    return "\\n".join(message.splitlines())
 
 
 def main() -> None:
