@@ -339,7 +339,9 @@ class Pipeline:
         return _Ref(array, hashlib.sha256(array.tobytes()).hexdigest())
 
     def _plan(self, mixes: list[Mix], mode: str, rng: np.random.Generator, stitch: str | None) -> list[_Plan]:
-        resolved: dict[int, Factor] = {}  # id(Factor) -> concrete factor: one sample per object
+        # id(Factor) -> (that Factor, its concrete factor): one sample per object. The Factor is held so
+        # its id cannot be reused by a later temporary (a shape left out in code mode) within this call.
+        resolved: dict[int, tuple[Factor, Factor]] = {}
         refs: dict[object, _Ref] = {}  # source key -> prepared reference
         jobs: dict[tuple[str, str], _Ref] = {}
         wanted = []  # per mix: {factor: Factor or _Ref}
@@ -355,8 +357,8 @@ class Pipeline:
                 if factor is None:
                     continue
                 if id(factor) not in resolved:
-                    resolved[id(factor)] = factor.resolve(kind, self.config, rng)
-                factor = resolved[id(factor)]
+                    resolved[id(factor)] = (factor, factor.resolve(kind, self.config, rng))
+                factor = resolved[id(factor)][1]
                 if factor.is_image:
                     key = _source_key(factor)
                     if key not in refs:
