@@ -188,7 +188,7 @@ def _memory_gib() -> float | None:
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 # --- graphs -------------------------------------------------------------------------------------

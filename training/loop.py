@@ -18,7 +18,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +171,7 @@ def _resolve_new(spec: TrainSpec, replicas: distributed.Replicas) -> dict:
     return {
         "format": RUN_FORMAT,
         "format_version": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "mnm": mnm.__version__,
         "stage": spec.stage,
         "config": config,

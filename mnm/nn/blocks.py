@@ -90,12 +90,16 @@ def strided_encoder(
     return nn.Sequential(*layers)
 
 
-def _border_index(n: int, device: torch.device) -> torch.Tensor:
-    """[0, 1, 1, ..., 1, 2]: maps each of n rows (or columns) to its border class.
+def _spread_border_classes(classes: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """Three border classes along ``dim`` → n positions: first, (n − 2) × middle, last.
 
-    Built from a Python list so exporters record it as one constant (spatial sizes are static).
+    Slices, one Expand and a Concat: measured 1.13–1.24× faster for g_child in onnxruntime than
+    the equivalent Gather with [0, 1, …, 1, 2] (benchmarks/RESULTS.md), same values.
     """
-    return torch.tensor([0] + [1] * (n - 2) + [2], dtype=torch.long, device=device)
+    first, middle, last = classes.split(1, dim)
+    shape = [-1] * classes.dim()
+    shape[dim] = n - 2
+    return torch.cat([first, middle.expand(shape), last], dim)
 
 
 class CodeConv3x3(nn.Module):
@@ -104,8 +108,9 @@ class CodeConv3x3(nn.Module):
 
     The code's share of the output is constant except where zero padding cuts taps off, so it
     takes one of nine values (corners, edges, interior). Convolving the code over a 3×3 constant
-    map with the same padding yields exactly those nine; a Gather with [0, 1, …, 1, 2] spreads them
-    over H×W. The weight keeps the naive layout ``[out, in, 3, 3]`` with the input channels in the
+    map with the same padding yields exactly those nine, which are then spread over H×W (first row,
+    H − 2 copies of the middle one, last row; likewise for columns). The weight keeps the naive
+    layout ``[out, in, 3, 3]`` with the input channels in the
     reference order: ``code_first`` (child: c then φ) or features first (parent: h then p).
     """
 
@@ -131,8 +136,8 @@ class CodeConv3x3(nn.Module):
         out = F.conv2d(feat, w_feat, padding=1)
         plane = code[:, :, None, None] * torch.ones(1, 1, 3, 3, dtype=code.dtype, device=code.device)
         classes = F.conv2d(plane, w_code, padding=1)  # [N, out, 3, 3]: the nine border classes
-        classes = classes.index_select(2, _border_index(height, feat.device))
-        classes = classes.index_select(3, _border_index(width, feat.device))
+        classes = _spread_border_classes(classes, 2, height)
+        classes = _spread_border_classes(classes, 3, width)
         return out + classes
 
     def naive(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:

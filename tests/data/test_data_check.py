@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 from mnm.training.datasets import check_dataset
-
 from tests.util import run_cli
 
 ITEMS = [

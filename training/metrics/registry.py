@@ -66,7 +66,7 @@ def run_metric(name: str, run: str | Path, output: str | Path | None = None, dev
     result = module.evaluate(model, **options)
     record = {
         "metric": name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "run": str(run),
         "checkpoint": model.meta["path"],
         "step": model.meta.get("step"),
