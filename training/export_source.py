@@ -38,3 +38,21 @@ def load_for_export(path: str | Path):
     for module in modules.values():
         module.eval()
     return cfg, generator, encoders, extractor, {**meta, "path": str(checkpoint)}
+
+
+INFERENCE_PREFIXES = ("generator_ema", "encoders", "extractor")
+
+
+def save_inference_checkpoint(path: str | Path, out: str | Path) -> Path:
+    """Copy what inference needs (G's EMA, E, S) from a run or checkpoint into a small checkpoint.
+
+    The copy still loads with ``load_for_export`` (and so exports); the discriminators, the raw G
+    and the optimiser state, which only training needs, stay behind. This is how the bundled demo
+    model's checkpoint is made.
+    """
+    from mnm.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = find_checkpoint(path)
+    tensors, meta = load_checkpoint(checkpoint)
+    kept = {k: v for k, v in tensors.items() if k.split(".", 1)[0] in INFERENCE_PREFIXES}
+    return save_checkpoint(out, kept, {**meta, "inference_only": True, "source_checkpoint": str(checkpoint)})

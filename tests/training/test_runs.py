@@ -296,3 +296,16 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(synth_data, tmp_pat
     _, meta = load_checkpoint(last)
     assert meta["step"] == step - 1
     assert RunFolder(run_dir_of(out)).latest_checkpoint() == Path(last)
+
+
+def test_inference_checkpoint_keeps_only_what_export_needs(feature_run, tmp_path):
+    from mnm.training.export_source import save_inference_checkpoint
+
+    small = save_inference_checkpoint(feature_run, tmp_path / "demo-checkpoint")
+    tensors, meta = load_checkpoint(small)
+    assert {k.split(".", 1)[0] for k in tensors} == {"generator_ema", "encoders", "extractor"}
+    assert meta["inference_only"] and meta["stage"] == "feature"
+    full, _ = load_checkpoint(feature_run / "checkpoints" / "00000002")
+    assert all(torch.equal(tensors[k], full[k]) for k in tensors)
+    cfg, generator, encoders, extractor, _ = load_for_export(small)
+    assert extractor is not None and cfg.image_size == 32
