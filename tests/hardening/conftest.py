@@ -24,7 +24,7 @@ from tests.runtime.test_video import write_video
 from tests.training.conftest import synth_data  # noqa: F401  (session fixture re-used here)
 
 PIXEL_LIMIT_SIDE = 12_000
-"""The decompression-bomb PNG is 12000 x 12000 (144 M pixels, over the 100 M default) in a few kB."""
+"""The decompression-bomb PNG is 12000 x 12000 (144 M pixels, over the 100 M default) in about 18 kB."""
 PHOTO_SIZE = (70, 52)
 
 

@@ -127,8 +127,8 @@ def test_export_killed_midway_keeps_the_previous_bundle_and_a_rerun_completes(ti
     out = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     before = digests(out)
     proc = start("export", "--random-init", "--preset", "tiny", "--seed", "1", "--out", out)
-    staged = lambda: [p for p in tmp_path.glob(atomic.TMP_PREFIX + "bundle-*/*.onnx")]  # noqa: E731
-    wait_until(lambda: len(staged()) >= 2, proc, "two graphs written into the staging folder")
+    staging = atomic.TMP_PREFIX + "bundle-*/*.onnx"
+    wait_until(lambda: len(list(tmp_path.glob(staging))) >= 2, proc, "two graphs written into the staging folder")
     kill(proc)
     assert digests(out) == before  # the previous bundle, byte for byte
     Bundle.open(out)
@@ -151,6 +151,7 @@ def test_mix_batch_killed_midway_leaves_only_whole_images_and_a_rerun_completes(
     kill(proc)
     written = sorted(out.glob("0*.png"))
     assert 5 <= len(written) < rows
+    assert all(p in written or p.name.startswith(atomic.TMP_PREFIX) for p in out.iterdir())  # final or temporary
     pipe = Pipeline(tiny_bundle, backend="ort-cpu")
     for image in written:  # each whole, and the image of its row
         i = int(image.stem) - 1
