@@ -106,6 +106,8 @@ CASES = [
          2, ("{missing_png}", "not found")),
     Case("animate-box-unit-range", ANIMATE + " --source {video_ok} --box 0.1,0.1,0.5,0.5", 2,
          ("0-1 units", "nothing was written")),
+    Case("animate-box-outside", ANIMATE + " --source {video_ok} --box 50,40,30,30", 2,
+         ("box (50, 40, 30, 30) extends outside the 64x48 image", "nothing was written")),
     Case("animate-bundle-tampered", "animate {bundle_tampered} --image {photo} --source {video_ok} "
          "--out {out}/anim.gif", 2, ("{bundle_tampered}/g_child.onnx", "sha256 mismatch")),
     Case("animate-out-unwritable", "animate {bundle} --image {photo} --source {video_ok} --out /proc/mnm-frames", 2,
