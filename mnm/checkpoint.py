@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import mnm
-from mnm.atomic import atomic_dir, write_text
+from mnm.atomic import FILE_MODE, atomic_dir, write_text
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
 
@@ -53,6 +53,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
         with atomic_dir(path) as tmp:
             tensor_file = tmp / TENSORS_FILE
             save_file(prepared, str(tensor_file))
+            os.chmod(tensor_file, FILE_MODE)  # safetensors creates it owner-only
             record["tensors_sha256"], record["tensors_bytes"] = _digest(tensor_file, sync=True)
             write_text(tmp / META_FILE, json.dumps(record, indent=2, allow_nan=False) + "\n")
     except (OSError, SafetensorError) as exc:

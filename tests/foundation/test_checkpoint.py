@@ -244,3 +244,13 @@ def test_meta_must_be_plain_json(tmp_path):
         save_checkpoint(tmp_path / "ck", {"a": torch.ones(1)}, {"loss": float("nan")})
     assert not (tmp_path / "ck").exists()
     assert not list(tmp_path.glob(TMP_PREFIX + "*"))
+
+
+def test_checkpoint_files_get_the_umask_mode(tmp_path):
+    import stat
+
+    from mnm.atomic import FILE_MODE
+
+    save_checkpoint(tmp_path / "ck", {"w": torch.zeros(3)}, {"config": {}})
+    for name in ("tensors.safetensors", "meta.json"):
+        assert stat.S_IMODE((tmp_path / "ck" / name).stat().st_mode) == FILE_MODE
