@@ -52,12 +52,12 @@ def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> De
 
     # Background x texture with one shape and pose; shape x pose with one background and texture.
     a, b = refs[:3], refs[3:6]
-    grid = pipeline.grid(background=[r.image for r in a], pose=[refs[6].image], shape=[refs[6].image],
-                         texture=[r.image for r in b], mode="code")
+    grid = pipeline.grid(background=[r.factor for r in a], pose=[refs[6].factor], shape=[refs[6].factor],
+                         texture=[r.factor for r in b], mode="code")
     files["grid_background_texture"] = out / "grid_background_texture.png"
     save_image(files["grid_background_texture"], grid.image())
-    grid = pipeline.grid(background=[refs[7].image], pose=[r.image for r in a], shape=[r.image for r in b],
-                         texture=[refs[7].image], mode="code")
+    grid = pipeline.grid(background=[refs[7].factor], pose=[r.factor for r in a], shape=[r.factor for r in b],
+                         texture=[refs[7].factor], mode="code")
     files["grid_shape_pose"] = out / "grid_shape_pose.png"
     save_image(files["grid_shape_pose"], grid.image())
 
@@ -84,7 +84,8 @@ def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> De
     files["clip"] = _write_clip(out / "clip", clip)
     report = _animate(pipeline, refs[0].image, files["clip"], out / "animation.gif")
     files["animation"] = out / "animation.gif"
-    summary = [f"{name}: {path}" for name, path in files.items()]
+    summary = [f"backend: {pipeline.backend.description}"]
+    summary += [f"{name}: {path}" for name, path in files.items()]
     summary.append("animation: " + "; ".join(report.summary_lines()))
     return DemoResult(files, summary)
 
@@ -94,6 +95,12 @@ class _Ref:
     image: np.ndarray
     label: str
     factors: object
+
+    @property
+    def factor(self):
+        from mnm.runtime.requests import Factor
+
+        return Factor(image=self.image, label=self.label)
 
 
 def _references(spec, render_scene) -> list[_Ref]:
