@@ -12,7 +12,11 @@ average 4-6), so single cases scatter (0.5x-2.5x); only consistent effects decid
   small gain at best here; it never loses on the fastest runs, so the full level stays.
 - ``session.intra_op.allow_spinning = 0``: spinning workers were 1.36x slower at paper scale
   [1.36x] and 1.07x at lite [0.85x: they help the best case of 1 ms graphs]; a spinning pool also
-  burns a core between runs that the video capture thread and other processes need.
+  burns a core between runs that the video capture thread and other processes need. On an idle
+  machine with no other thread pool in the process, spinning made the batch-1 paper generator graphs 1.8-1.9x faster
+  (10 interleaved repeats); but in a process that also runs PyTorch (the comparison harness) the
+  two spinning pools fight and the single mix got 3x slower (benchmarks/RESULTS.md notes), so the
+  robust setting stays.
 - ``intra_op_num_threads = physical cores`` (``sched_getaffinity`` respected): with a core taken by
   the training process, 1 thread measured 0.68-0.81x (faster) in the median and 0.98x on the
   fastest runs, i.e. the second thread only helps when its core is free. Physical cores is the
