@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 import mnm
 from mnm.atomic import FILE_MODE, atomic_dir, write_text
 from mnm.config import ModelConfig
-from mnm.errors import MnmError
+from mnm.errors import MnmError, check_format_version
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "tensors.safetensors"
@@ -158,14 +158,7 @@ def _read_meta(path: Path) -> dict:
         raise MnmError(f"{meta_file}: not readable JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise MnmError(f"{meta_file}: must hold a JSON object")
-    version = meta.get("format")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise MnmError(f"{meta_file}: missing or invalid checkpoint format version {version!r}")
-    if version > FORMAT_VERSION:
-        raise MnmError(
-            f"{meta_file}: checkpoint format {version} is newer than this mnm reads "
-            f"({FORMAT_VERSION}); upgrade mnm"
-        )
+    check_format_version(meta.get("format"), FORMAT_VERSION, str(meta_file), "checkpoint", "upgrade mnm")
     if not isinstance(meta.get("tensors_sha256"), str):
         raise MnmError(f"{meta_file}: no tensors_sha256 recorded, so the tensors cannot be verified")
     return meta

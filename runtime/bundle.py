@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnm.config import ModelConfig
-from mnm.errors import MnmError
+from mnm.errors import MnmError, check_format_version
 
 FORMAT = "mnm-bundle"
 FORMAT_VERSION = 1
@@ -114,14 +114,8 @@ class Bundle:
         manifest = _read_json(manifest_path, "bundle manifest")
         if manifest.get("format") != FORMAT:
             raise MnmError(f"{manifest_path}: not an mnm bundle manifest (format {manifest.get('format')!r})")
-        version = manifest.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise MnmError(f"{manifest_path}: invalid format_version {version!r}")
-        if version > FORMAT_VERSION:
-            raise MnmError(
-                f"{manifest_path}: format version {version} is newer than this mnm reads "
-                f"({FORMAT_VERSION}); upgrade mnm or re-export with this version"
-            )
+        check_format_version(manifest.get("format_version"), FORMAT_VERSION, str(manifest_path), "bundle",
+                             "upgrade mnm or re-export with this version")
         bundle = cls(path, manifest)
         if verify:
             bundle.verify()

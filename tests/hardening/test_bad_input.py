@@ -83,7 +83,7 @@ CASES = [
     Case("mix-bundle-tampered-graph", "mix {bundle_tampered} --out {out}/mix.png", 2,
          ("{bundle_tampered}/g_child.onnx", "sha256 mismatch")),
     Case("mix-bundle-future-format", "mix {bundle_future} --out {out}/mix.png", 2,
-         ("{bundle_future}/manifest.json", "format version 99 is newer")),
+         ("{bundle_future}/manifest.json", "bundle format 99 is newer")),
     Case("mix-bundle-is-a-file", "mix {bundle_as_file} --out {out}/mix.png", 2, ("{bundle_as_file}", "not a file")),
     Case("mix-bundle-missing", "mix {bundle_missing} --out {out}/mix.png", 2, ("{bundle_missing}", "not found")),
     Case("mix-engine-for-another-gpu", "mix {bundle_foreign_engine} --backend tensorrt --out {out}/mix.png", 2,

@@ -95,7 +95,7 @@ def test_a_missing_file_is_named(bundle_copy):
 def test_a_newer_format_version_is_refused(bundle_copy):
     edit_manifest(bundle_copy, lambda m: m.update(format_version=2))
     result = run_cli("mix", bundle_copy, "--out", bundle_copy / "x.png", block_torch=True)
-    one_line_error(result, "manifest.json", "format version 2 is newer")
+    one_line_error(result, "manifest.json", "bundle format 2 is newer")
 
 
 @pytest.mark.parametrize(
