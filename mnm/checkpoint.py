@@ -26,6 +26,7 @@ import mnm
 from mnm.atomic import FILE_MODE, atomic_dir, write_text
 from mnm.config import ModelConfig
 from mnm.errors import MnmError, check_format_version
+from mnm.jsonfile import read_json_object
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "tensors.safetensors"
@@ -152,12 +153,7 @@ def _read_meta(path: Path) -> dict:
     meta_file = path / META_FILE
     if not meta_file.is_file():
         raise MnmError(f"{path}: not a checkpoint (no {META_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MnmError(f"{meta_file}: not readable JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise MnmError(f"{meta_file}: must hold a JSON object")
+    meta = read_json_object(meta_file, "checkpoint meta")
     check_format_version(meta.get("format"), FORMAT_VERSION, str(meta_file), "checkpoint", "upgrade mnm")
     if not isinstance(meta.get("tensors_sha256"), str):
         raise MnmError(f"{meta_file}: no tensors_sha256 recorded, so the tensors cannot be verified")

@@ -7,7 +7,6 @@ its networks and a bundle's config is enough to check its graphs.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -107,15 +106,10 @@ def resolve_config(
         raise MnmError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     data = PRESETS[preset].to_dict()
     if config_file is not None:
+        from mnm.jsonfile import read_json_object
+
         path = Path(config_file)
-        try:
-            loaded = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise MnmError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MnmError(f"{path}: not a readable JSON config ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise MnmError(f"{path}: a config file must hold a JSON object")
+        loaded = read_json_object(path, "config file")
         ModelConfig.from_dict({**data, **loaded}, source=str(path))
         data.update(loaded)
     for item in overrides:

@@ -7,14 +7,11 @@ besides the bundle. torch is never imported.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-
-from mnm.errors import MnmError
 
 DEMO_DIR = Path(__file__).parent / "assets" / "demo"
 CLIP_FRAMES = 36
@@ -29,11 +26,10 @@ class DemoResult:
 
 def demo_info() -> dict:
     """The demo model's record: training commands, data parameters, steps, evaluation numbers."""
-    path = DEMO_DIR / "demo.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MnmError(f"{path}: the demo model is missing from this installation") from None
+    from mnm.jsonfile import read_json_object
+
+    return read_json_object(DEMO_DIR / "demo.json", "demo model record",
+                            missing="the demo model is missing from this installation")
 
 
 def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> DemoResult:

@@ -8,13 +8,13 @@ manifest, each with one line that names the file, so a damaged bundle never reac
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnm.config import ModelConfig
 from mnm.errors import MnmError, check_format_version
+from mnm.jsonfile import read_json_object
 
 FORMAT = "mnm-bundle"
 FORMAT_VERSION = 1
@@ -70,7 +70,7 @@ class EngineEntry:
 
     def record(self) -> dict:
         """The build record: TensorRT version, GPU, compute capability, precision, profiles."""
-        return _read_json(self.record_path, "engine build record")
+        return read_json_object(self.record_path, "engine build record")
 
 
 class Bundle:
@@ -111,7 +111,7 @@ class Bundle:
         manifest_path = path / "manifest.json"
         if not manifest_path.is_file():
             raise MnmError(f"{manifest_path}: missing; {path} is not an exported bundle")
-        manifest = _read_json(manifest_path, "bundle manifest")
+        manifest = read_json_object(manifest_path, "bundle manifest")
         if manifest.get("format") != FORMAT:
             raise MnmError(f"{manifest_path}: not an mnm bundle manifest (format {manifest.get('format')!r})")
         check_format_version(manifest.get("format_version"), FORMAT_VERSION, str(manifest_path), "bundle",
@@ -173,18 +173,6 @@ def _file_problem(path: Path, expected: str) -> str | None:
             f"got {actual[:12]}...); re-export the bundle"
         )
     return None
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MnmError(f"{path}: {what} missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MnmError(f"{path}: unreadable {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise MnmError(f"{path}: {what} must be a JSON object")
-    return data
 
 
 def _field(data: dict, key: str, kind: type, where: str):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mnm.atomic import TMP_PREFIX, write_text
 from mnm.errors import MnmError
+from mnm.jsonfile import read_json_object
 
 RUN_NUMBER = re.compile(r"^(\d{5})-")
 CHECKPOINT_NAME = re.compile(r"^\d{8}$")
@@ -137,15 +138,8 @@ class RunFolder:
         write_text(self.options_path, json.dumps(options, indent=2, sort_keys=True) + "\n")
 
     def read_options(self) -> dict:
-        try:
-            data = json.loads(self.options_path.read_text())
-        except FileNotFoundError:
-            raise MnmError(f"{self.options_path}: missing; is {self.path} a run folder?") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MnmError(f"{self.options_path}: not readable JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise MnmError(f"{self.options_path}: must hold a JSON object")
-        return data
+        return read_json_object(self.options_path, "run options",
+                                missing=f"missing; is {self.path} a run folder?")
 
     # stats -----------------------------------------------------------------------------------
     def append_stats(self, record: dict) -> None:

@@ -177,8 +177,8 @@ def test_corrupt_safetensors_with_matching_hash(tmp_path):
 
 
 @pytest.mark.parametrize("content, pattern", [
-    ("{not json", "meta.json: not readable JSON"),
-    ("[1, 2]", "meta.json: must hold a JSON object"),
+    ("{not json", "meta.json: unreadable checkpoint meta, not valid JSON"),
+    ("[1, 2]", "meta.json: the checkpoint meta must hold a JSON object"),
     ('{"tensors_sha256": "x"}', "meta.json: missing or invalid checkpoint format version None"),
     ('{"format": "1", "tensors_sha256": "x"}', "missing or invalid checkpoint format version '1'"),
     ('{"format": 99, "tensors_sha256": "x"}', "format 99 is newer than this mnm reads .*; upgrade mnm"),
