@@ -20,6 +20,8 @@ def synth(
     backgrounds: int = typer.Option(None, "--backgrounds", help="N_b: background families (default: N_c)."),
     correlation: float = typer.Option(
         0.8, "--correlation", help="rho: P(background = the texture's preferred one)."),
+    object_size: tuple[float, float] = typer.Option(
+        (0.35, 0.65), "--object-size", help="MIN MAX: the object's larger box side / image side, drawn uniformly."),
     seed: int = typer.Option(0, "--seed", help="Same seed and parameters, same bytes."),
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: all CPUs)."),
 ) -> None:
@@ -30,7 +32,8 @@ def synth(
     n_child = shapes * textures_per_shape
     backgrounds = n_child if backgrounds is None else backgrounds
     root = render_dataset(out, n=n, size=size, shapes=shapes, textures_per_shape=textures_per_shape,
-                          backgrounds=backgrounds, correlation=correlation, seed=seed, workers=workers)
+                          backgrounds=backgrounds, correlation=correlation, seed=seed, workers=workers,
+                          object_min=object_size[0], object_max=object_size[1])
     n_test = n // TEST_EVERY
     typer.echo(f"wrote {n} images of {size}x{size} to {root}: "
                f"{shapes} shapes x {textures_per_shape} textures = {n_child} classes, "

@@ -16,27 +16,26 @@ from mnm.nn.encoders import KINDS
 
 
 class PatchD(nn.Module):
-    """A padding-free conv4 patch trunk (no BN, no bias, LeakyReLU) with conv4 patch heads.
+    """A padding-free patch trunk (no BN, no bias, LeakyReLU) of three convs with patch heads.
 
     Receptive field: with kernels k_l and strides s_l, the patch size is
     ``rf = 1 + Σ_l (k_l − 1)·Π_{m<l} s_m`` and the patch stride is ``J = Π_l s_l``; with no
-    padding, output patch i covers input pixels [i·J, i·J + rf). At S=128 (input 126):
-    rf = 4 + 3·2 + 3·4 + 3·4 = 34, J = 4, outputs 24×24 — the reference's numbers.
-    At S=32 the second conv has stride 1 (the input of 31 pixels is too small for two): rf 22, J 2.
+    padding, output patch i covers input pixels [i·J, i·J + rf). At S=128 (input 126) the
+    reference's conv4 layers with strides 2, 2, 1 give rf = 34, J = 4 and 24×24 outputs: a patch
+    sees 27 % of the side. Smaller S keeps that share (``patch_layout``) rather than the pixel
+    count: the reference's 34-pixel patch on a 31-pixel input would see the whole image, so no real
+    patch would ever lie off the object box and the background stage would learn nothing.
     """
 
     def __init__(self, in_ch: int, width: int, size: int, heads: tuple[str, ...]):
         super().__init__()
-        second_stride = 2 if size >= 64 else 1
-        self.trunk = nn.Sequential(
-            nn.Conv2d(in_ch, width, 4, 2, 0, bias=False),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, second_stride, 0, bias=False),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, 4 * width, 4, 1, 0, bias=False),
-            nn.LeakyReLU(0.2),
-        )
-        self.heads = nn.ModuleDict({name: nn.Conv2d(4 * width, 1, 4, 1, 0) for name in heads})
+        kernel, strides = patch_layout(size)
+        widths = (in_ch, width, 2 * width, 4 * width)
+        layers = []
+        for i, stride in enumerate(strides):
+            layers += [nn.Conv2d(widths[i], widths[i + 1], kernel, stride, 0, bias=False), nn.LeakyReLU(0.2)]
+        self.trunk = nn.Sequential(*layers)
+        self.heads = nn.ModuleDict({name: nn.Conv2d(4 * width, 1, kernel, 1, 0) for name in heads})
 
     def _convs(self) -> list[nn.Conv2d]:
         return [m for m in self.trunk if isinstance(m, nn.Conv2d)] + [next(iter(self.heads.values()))]
@@ -66,6 +65,15 @@ class PatchD(nn.Module):
         rows = (start < y1) & (start + rf > y0)
         valid = ((x1 > x0) & (y1 > y0))[:, :, None]
         return (rows[:, :, None] & cols[:, None, :] & valid)[:, None]
+
+
+def patch_layout(size: int) -> tuple[int, tuple[int, int, int]]:
+    """(kernel, trunk strides) of the patch Ds at image side ``size``: the reference's at S ≥ 128;
+    3×3 kernels and fewer strides below, so a patch keeps about a quarter of the input side
+    (rf 15 of 63 at S=64, 9 of 31 at S=32)."""
+    if size >= 128:
+        return 4, (2, 2, 1)
+    return 3, ((2, 1, 1) if size >= 64 else (1, 1, 1))
 
 
 class BackgroundD(PatchD):

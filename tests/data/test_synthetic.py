@@ -124,6 +124,17 @@ def test_masks_boxes_and_keypoints_agree(dataset, truths):
         assert mask[int(hy), int(hx)] > 0  # the head centre lies on the object
 
 
+@pytest.mark.parametrize("object_min, object_max", [(0.2, 0.3), (0.7, 0.8)])
+def test_object_size_range(object_min, object_max):
+    """The object's larger box side spans the requested share of the image side (the background
+    discriminator learns only from the background that shows around the box)."""
+    spec = SynthSpec(size=64, shapes=2, textures_per_shape=2, backgrounds=4, seed=5,
+                     object_min=object_min, object_max=object_max)
+    for index in range(20):
+        x, y, w, h = render_scene(spec, index).truth["box"]
+        assert object_min * 64 - 2 <= max(w, h) <= object_max * 64 + 2, (index, w, h)
+
+
 def test_hue_histograms_tell_textures_apart(dataset, truths):
     hists, labels = [], []
     for t in truths:
@@ -206,6 +217,11 @@ def test_cli_end_to_end_without_torch(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == ["error: --correlation must be a number from 0 to 1, got -0.1"]
     assert not (tmp_path / "bad").exists()
+
+    small = run_cli("data", "synth", "--out", tmp_path / "small", "--n", "5", "--object-size", "0.6", "0.3")
+    assert small.returncode == 2
+    assert small.stderr.strip().splitlines() == [
+        "error: --object-size must be two fractions with 0.1 <= min <= max <= 0.95, got 0.6, 0.3"]
 
 
 def test_the_cub_loader_reads_it(dataset, truths):

@@ -232,7 +232,7 @@ def _support(patch_d: BackgroundD, input_size: int, i: int, j: int) -> tuple[np.
     return np.flatnonzero(nonzero.any(1).numpy()), np.flatnonzero(nonzero.any(0).numpy())
 
 
-@pytest.mark.parametrize("preset,expected", [("paper", (34, 4, 24)), ("tiny", (22, 2, 5))])
+@pytest.mark.parametrize("preset,expected", [("paper", (34, 4, 24)), ("tiny", (9, 1, 23))])
 def test_background_d_receptive_field(preset, expected):
     cfg = PRESETS[preset]
     d = BackgroundD(cfg)

@@ -13,7 +13,6 @@ from mnm.errors import MnmError
 from mnm.training.synthetic.shapes import rotate
 
 ROTATION_RANGE = 25.0  # degrees either way
-FILL_RANGE = (0.5, 0.85)  # the object's larger box side, as a fraction of the image side
 MARGIN = 0.02  # fraction of the image side kept free at every border
 
 
@@ -52,11 +51,12 @@ class Pose:
         return rotate(pts, -self.rotation) * np.array([self.facing, 1.0])
 
 
-def sample_pose(rng: np.random.Generator, points: np.ndarray) -> Pose:
-    """A random pose under which every one of ``points`` (the object's vertices) stays in view."""
+def sample_pose(rng: np.random.Generator, points: np.ndarray, fill_range: tuple[float, float]) -> Pose:
+    """A random pose under which every one of ``points`` (the object's vertices) stays in view, its
+    larger box side a fraction of the image side drawn uniformly from ``fill_range``."""
     facing = 1 if rng.random() < 0.5 else -1
     rotation = rng.uniform(-ROTATION_RANGE, ROTATION_RANGE)
-    fill = rng.uniform(*FILL_RANGE)
+    fill = rng.uniform(*fill_range)
     unit = Pose(rotation, 1.0, 0.0, 0.0, facing).apply(points, 1.0) - 0.5
     lo, hi = unit.min(axis=0), unit.max(axis=0)
     scale = fill / float((hi - lo).max())

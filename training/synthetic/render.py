@@ -65,7 +65,7 @@ def sample_factors(spec: SynthSpec, index: int) -> Factors:
     p = spec.parent(c)
     correlated, other = r.random() < spec.correlation, int(r.integers(spec.backgrounds))
     b = spec.preferred_background(c) if correlated else other
-    pose = sample_pose(r, silhouette(shape_family(spec.seed, p)).points)
+    pose = sample_pose(r, silhouette(shape_family(spec.seed, p)).points, (spec.object_min, spec.object_max))
     return Factors(b=b, p=p, c=c, pose=pose, background_key=index, texture_key=index)
 
 

@@ -37,6 +37,11 @@ class SynthSpec:
     backgrounds: int = 12  # N_b background families
     correlation: float = 0.8  # rho: P(background drawn from the texture's preferred family)
     seed: int = 0
+    # The object's larger box side as a fraction of the image side, drawn uniformly from this range.
+    # Background must show around the box: FineGAN's background stage learns only from real patches
+    # that lie off it.
+    object_min: float = 0.35
+    object_max: float = 0.65
 
     @property
     def n_child(self) -> int:
@@ -66,6 +71,10 @@ class SynthSpec:
         rho = self.correlation
         if not (isinstance(rho, (int, float)) and 0.0 <= float(rho) <= 1.0):
             raise MnmError(f"--correlation must be a number from 0 to 1, got {rho!r}")
+        lo, hi = self.object_min, self.object_max
+        if not (all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+                and 0.1 <= lo <= hi <= 0.95):
+            raise MnmError(f"--object-size must be two fractions with 0.1 <= min <= max <= 0.95, got {lo!r}, {hi!r}")
         if not (is_int(self.seed) and 0 <= self.seed < 2**63):
             raise MnmError(f"--seed must be a non-negative integer, got {self.seed!r}")
         return self

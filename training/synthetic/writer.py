@@ -45,7 +45,8 @@ def class_folder(spec: SynthSpec, c: int) -> str:
 
 
 def render_dataset(out: str | os.PathLike, n: int, size: int, shapes: int, textures_per_shape: int,
-                   backgrounds: int, correlation: float, seed: int, workers: int | None = None) -> Path:
+                   backgrounds: int, correlation: float, seed: int, workers: int | None = None,
+                   object_min: float = SynthSpec.object_min, object_max: float = SynthSpec.object_max) -> Path:
     """Render ``n`` scenes into folder ``out`` and return it.
 
     Writes ``images/`` and ``masks/`` (same relative names), the CUB index files, ``ground_truth.jsonl``,
@@ -53,7 +54,8 @@ def render_dataset(out: str | os.PathLike, n: int, size: int, shapes: int, textu
     script that calls this with more than one worker needs the usual ``if __name__ == "__main__":``.
     """
     spec = SynthSpec(size=size, shapes=shapes, textures_per_shape=textures_per_shape,
-                     backgrounds=backgrounds, correlation=correlation, seed=seed).validate()
+                     backgrounds=backgrounds, correlation=correlation, seed=seed,
+                     object_min=object_min, object_max=object_max).validate()
     if not (is_int(n) and 1 <= n <= MAX_IMAGES):
         raise MnmError(f"--n must be an integer from 1 to {MAX_IMAGES}, got {n!r}")
     if workers is None:
