@@ -43,7 +43,8 @@ def text_tile(text: str, size: int) -> np.ndarray:
 def compose(cells: list[np.ndarray], rows: list[Axis], cols: Axis | None, caption: str = "") -> np.ndarray:
     """Cells in row-major order (``len(rows[0].labels)`` rows, ``len(cols.labels)`` columns) → one image.
 
-    ``rows`` may be empty (one row) and ``cols`` None (one column).
+    ``rows`` may be empty (one row) and ``cols`` None (one column). Columns with no thumbnail at
+    all (a comparison of modes, say) get their labels as a header line instead of text tiles.
     """
     n_rows = len(rows[0].labels) if rows else 1
     n_cols = len(cols.labels) if cols else 1
@@ -54,7 +55,8 @@ def compose(cells: list[np.ndarray], rows: list[Axis], cols: Axis | None, captio
     cell = side * scale
     step_x, step_y = cell + PAD, cell + LABEL_H + PAD
     left = len(rows) * step_x
-    top = (TITLE_H if caption else 0) + ((TITLE_H + step_y) if cols else 0)
+    col_tiles = cols is not None and any(t is not None for t in cols.thumbnails)
+    top = (TITLE_H if caption else 0) + ((TITLE_H + step_y) if col_tiles else TITLE_H if cols else 0)
     height = top + n_rows * step_y + PAD
     width = max(left + n_cols * step_x + PAD, _text_width(caption) + 2 * PAD)
     canvas = np.full((height, width, 3), WHITE, np.uint8)
@@ -62,11 +64,15 @@ def compose(cells: list[np.ndarray], rows: list[Axis], cols: Axis | None, captio
     if caption:
         _put_text(canvas, caption, PAD, y0, width - PAD)
         y0 += TITLE_H
-    if cols:
+    if col_tiles:
         _put_text(canvas, cols.name, left + PAD, y0, n_cols * step_x)
         for j in range(n_cols):
             _place(canvas, _thumb(cols, j, cell), cols.labels[j], left + PAD + j * step_x, y0 + TITLE_H)
         y0 += TITLE_H + step_y
+    elif cols:
+        for j in range(n_cols):
+            _put_text(canvas, cols.labels[j], left + PAD + j * step_x, y0, cell, center=True)
+        y0 += TITLE_H
     for a, axis in enumerate(rows):
         x = PAD + a * step_x
         _put_text(canvas, axis.name, x, y0 - TITLE_H, step_x - PAD)
