@@ -5,7 +5,8 @@ One step: sample constrained codes y and generate G(y); encode the real batch, E
 Discriminator step: background patch D (real patches off the object box; the same labels train
 its background/object head), child D real/fake, and the four paired Ds on (x, E(x)) vs (G(y), y).
 E+G step: info(p) + info(c) + 10·bg_adv + bg_class + child_adv + fooling the paired Ds (or, as
-an ablation, L1 reconstruction of x through E then G); the info losses also train the parent D
+an ablation, L1 reconstruction of x through E then G), and, where chosen, the mask-area prior
+(not in the reference); the info losses also train the parent D
 and the child D's info head (InfoGAN's Q). Eq. 3 adds, for E only, the reprediction of
 unconstrained codes from detached G outputs. Then the EMA of G moves.
 """
@@ -153,6 +154,8 @@ class CodeModeTrainer(Trainer):
             child_logits = d.child(fake["child_foreground"] * fake["child_mask"])[1]
             terms["info_p"] = F.cross_entropy(parent_logits.float(), codes["p"].argmax(1))
             terms["info_c"] = F.cross_entropy(child_logits.float(), codes["c"].argmax(1))
+            if opts.mask_max_area < 1.0:
+                terms["mask_prior"] = L.mask_area_prior([fake["parent_mask"], fake["child_mask"]], opts.mask_max_area)
             if opts.paired_adv:
                 for kind in KINDS:
                     real_out = d.paired[kind](x, encoded[kind])
@@ -166,6 +169,8 @@ class CodeModeTrainer(Trainer):
     def _generator_total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         total = terms["info_p"] + terms["info_c"] + L.BG_WEIGHT * terms["g_bg_adv"] + terms["g_bg_class"]
         total = total + terms["g_child_adv"]
+        if "mask_prior" in terms:
+            total = total + self.options.mask_prior_weight * terms["mask_prior"]
         for name, value in terms.items():
             if name.startswith(("g_pair_", "recon_")):
                 total = total + value

@@ -61,6 +61,15 @@ def background_d_losses(
     }
 
 
+def mask_area_prior(masks: list[torch.Tensor], max_area: float) -> torch.Tensor:
+    """Sum over ``masks`` [N, 1, H, W] of the batch mean of relu(mean mask − ``max_area``).
+
+    Without it, a short run lets the parent and child stages paint the whole image (masks near
+    one), the background stage goes unused, and mixing a background changes nothing.
+    """
+    return sum(F.relu(m.float().flatten(1).mean(1) - max_area).mean() for m in masks)
+
+
 def pair_d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """The paired D's objective: (encoder pair = real, generator pair = fake).
 

@@ -29,6 +29,10 @@ class TrainOptions:
     paired_adv: bool = True  # False: L1 reconstruction of real images through E then G instead of Eq. 2
     code_repred: bool = True  # False: no code reprediction (Eq. 3)
     repred_with_constraints: bool = False  # True: Eq. 3 on constrained codes (the reference uses none)
+    # Not in the reference: a prior for short training. Parent and child masks whose mean exceeds this
+    # share of the image are penalised (hinge, weight mask_prior_weight); 1.0 turns it off.
+    mask_max_area: float = 1.0
+    mask_prior_weight: float = 10.0
     feature_l1: bool = True  # stage 2: L1(S(G(y)), φ(y))
     feature_adv: bool = True  # stage 2: adversarial loss on S(x) against φ(p, z)
     amp: bool = False  # bfloat16 autocast on CUDA
@@ -69,6 +73,10 @@ class TrainOptions:
                 raise MnmError(f"{source}: {key} must be positive, got {getattr(self, key)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise MnmError(f"{source}: ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 < self.mask_max_area <= 1.0:
+            raise MnmError(f"{source}: mask_max_area must be in (0, 1], got {self.mask_max_area}")
+        if self.mask_prior_weight < 0:
+            raise MnmError(f"{source}: mask_prior_weight must be non-negative, got {self.mask_prior_weight}")
         if self.gp_weight < 0:
             raise MnmError(f"{source}: gp_weight must be non-negative, got {self.gp_weight}")
         return self

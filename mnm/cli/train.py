@@ -84,6 +84,10 @@ def code(
     pair_loss: str | None = typer.Option(
         None, "--pair-loss",
         help="Objective of the paired discriminators: wgan-gp (the reference's) or bce (Eq. 2)."),
+    mask_max_area: float | None = typer.Option(
+        None, "--mask-max-area",
+        help="Not in the reference: penalise parent and child masks covering more than this share of the image "
+        "(e.g. 0.35 for short CPU runs; 1 = off, the default)."),
     threads: Threads = None,
     device: Device = "auto",
     amp: Amp = False,
@@ -92,7 +96,7 @@ def code(
     """Stage 1: train the encoders, the generator and the paired discriminators (code mode)."""
     options = _given(lr=lr, paired_adv=_off(no_paired_adv), code_repred=_off(no_code_repred),
                      repred_with_constraints=repred_with_constraints or None, pair_loss=pair_loss,
-                     amp=amp or None)
+                     mask_max_area=mask_max_area, amp=amp or None)
     spec = _spec("code", locals(), options, preset=preset, config_file=config, overrides=set_ or [])
     raise typer.Exit(execute(spec, nproc))
 

@@ -19,7 +19,7 @@ from mnm.config import PRESETS, background_input_size
 from mnm.errors import MnmError
 from mnm.training.code_mode import CodeModeTrainer
 from mnm.training.feature_mode import FeatureModeTrainer
-from mnm.training.losses import NonFiniteLoss, background_d_losses
+from mnm.training.losses import NonFiniteLoss, background_d_losses, mask_area_prior
 from mnm.training.options import TrainOptions
 
 CFG = PRESETS["tiny"]
@@ -88,7 +88,8 @@ def test_options_json_round_trip_and_validation():
     assert TrainOptions.from_dict({}) == TrainOptions()
     assert TrainOptions.from_dict({"lr": 1}).lr == 1.0
     for bad in ({"learning_rate": 1e-4}, {"paired_adv": "no"}, {"lr": -1.0}, {"pair_loss": "hinge"},
-                {"betas": [0.5]}, {"ema_decay": 1.0}):
+                {"betas": [0.5]}, {"ema_decay": 1.0}, {"mask_max_area": 0.0}, {"mask_max_area": 1.5},
+                {"mask_prior_weight": -1.0}):
         with pytest.raises(MnmError, match="options"):
             TrainOptions.from_dict(bad)
     with pytest.raises(MnmError, match="CUDA"):
@@ -193,6 +194,31 @@ def test_ablation_switches_change_the_losses(options, present, absent):
     assert not absent & set(stats)
     assert all(np.isfinite(v) for v in stats.values())
     assert bool(changed(paired_before, trainer.discriminators.paired)) == options.get("paired_adv", True)
+
+
+def test_mask_area_prior_is_a_hinge_on_each_masks_mean():
+    small, large = torch.full((2, 1, 8, 8), 0.2), torch.full((2, 1, 8, 8), 0.7)
+    assert mask_area_prior([small, small], 0.25).item() == 0.0
+    assert mask_area_prior([small, large], 0.25).item() == pytest.approx(0.45)
+    large.requires_grad_(True)
+    mask_area_prior([large], 0.25).backward()
+    assert (large.grad > 0).all()  # descending the prior shrinks the mask
+
+
+def test_mask_prior_is_off_by_default_and_shrinks_the_masks_when_on():
+    assert "mask_prior" not in code_trainer().train_step(make_batch(1), np.random.default_rng(0))
+
+    def mean_masks(trainer):
+        with torch.no_grad():
+            fake = trainer.generator(**trainer.codes(8, np.random.default_rng(5), constrained=True))
+        return (fake["parent_mask"].mean() + fake["child_mask"].mean()).item()
+
+    trainer = code_trainer(mask_max_area=0.05, mask_prior_weight=100.0)
+    before = mean_masks(trainer)
+    for step in range(3):
+        stats = trainer.train_step(make_batch(step), np.random.default_rng(step))
+    assert stats["mask_prior"] > 0
+    assert mean_masks(trainer) < before
 
 
 def test_same_rng_gives_identical_weights_whatever_torch_global_state():
