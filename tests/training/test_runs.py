@@ -242,6 +242,7 @@ CODE_SWITCHES = {
     "--no-paired-adv": ({"recon_l1"}, {"d_pair_z", "d_pair_c", "g_pair_p", "gp_b"}),
     "--no-code-repred": (set(), {"repred_z", "repred_b", "repred_p", "repred_c"}),
     "--pair-loss=bce": (set(), {"gp_z", "gp_b", "gp_p", "gp_c"}),
+    "--mask-max-area=0.3": ({"mask_prior"}, set()),
 }
 
 
