@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-demo-work}
-CODE_STEPS=${CODE_STEPS:-10195}
+CODE_STEPS=${CODE_STEPS:-24526}
 FEATURE_STEPS=${FEATURE_STEPS:-8000}
 MNM=${MNM:-.venv/bin/mnm}
 PY=${PY:-.venv/bin/python}
