@@ -206,19 +206,18 @@ def test_mask_area_prior_is_a_hinge_on_each_masks_mean():
 
 
 def test_mask_prior_is_off_by_default_and_shrinks_the_masks_when_on():
-    assert "mask_prior" not in code_trainer().train_step(make_batch(1), np.random.default_rng(0))
-
-    def mean_masks(trainer):
+    def trained_mask_area(**options):
+        trainer = code_trainer(**options)  # same seed: the same weights and batches either way
+        for step in range(3):
+            stats = trainer.train_step(make_batch(step), np.random.default_rng(step))
         with torch.no_grad():
             fake = trainer.generator(**trainer.codes(8, np.random.default_rng(5), constrained=True))
-        return (fake["parent_mask"].mean() + fake["child_mask"].mean()).item()
+        return stats, (fake["parent_mask"].mean() + fake["child_mask"].mean()).item()
 
-    trainer = code_trainer(mask_max_area=0.05, mask_prior_weight=100.0)
-    before = mean_masks(trainer)
-    for step in range(3):
-        stats = trainer.train_step(make_batch(step), np.random.default_rng(step))
-    assert stats["mask_prior"] > 0
-    assert mean_masks(trainer) < before
+    stats_off, area_off = trained_mask_area()
+    stats_on, area_on = trained_mask_area(mask_max_area=0.05, mask_prior_weight=100.0)
+    assert "mask_prior" not in stats_off and stats_on["mask_prior"] > 0
+    assert area_on < area_off
 
 
 def test_same_rng_gives_identical_weights_whatever_torch_global_state():
