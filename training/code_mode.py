@@ -6,8 +6,8 @@ Discriminator step: background patch D (real patches off the object box; the sam
 its background/object head), child D real/fake, and the four paired Ds on (x, E(x)) vs (G(y), y).
 E+G step: info(p) + info(c) + 10·bg_adv + bg_class + child_adv + fooling the paired Ds (or, as
 an ablation, L1 reconstruction of x through E then G), and, where chosen, the mask-area prior
-(not in the reference); the info losses also train the parent D
-and the child D's info head (InfoGAN's Q). Eq. 3 adds, for E only, the reprediction of
+(not in the reference); the info losses also train the parent D and the child D's info head
+(InfoGAN's Q). Eq. 3 adds, for E only, the reprediction of
 unconstrained codes from detached G outputs. Then the EMA of G moves.
 """
 

@@ -38,7 +38,8 @@ def mix(
     ),
     max_batch: int = typer.Option(16, "--max-batch", help="Most images per graph run."),
     threads: int | None = typer.Option(
-        None, "--threads", help="onnxruntime CPU threads [default: physical cores; 1 can be faster on a busy machine]."
+        None, "--threads", min=1,
+        help="onnxruntime CPU threads [default: physical cores; 1 can be faster on a busy machine].",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output image (a grid when a factor lists several), or a folder with --batch."
@@ -62,8 +63,6 @@ def mix(
             raise MnmError(f"{out}: --out must be a folder with --batch")
     else:
         _check_image_suffix(out)
-    if threads is not None and threads < 1:
-        raise MnmError(f"--threads: must be at least 1, got {threads}")
     pipe = open_pipeline(bundle, backend, max_batch, threads)
     if batch is not None:
         _run_plan(pipe, batch, out, mode, seed, stitch, table)

@@ -6,7 +6,6 @@ process state, so the same parameters give the same bytes in any worker layout.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from mnm.codes import parent_of
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
+from mnm.jsonfile import read_json_object
 
 # First word of every seed key: keeps the random streams of different kinds of thing apart.
 DOMAIN_IMAGE, DOMAIN_SHAPE, DOMAIN_TEXTURE, DOMAIN_BACKGROUND, DOMAIN_WORLD = range(5)
@@ -94,13 +94,9 @@ class SynthSpec:
     def load(cls, root: str | Path) -> SynthSpec:
         """The spec of a rendered dataset folder, read from its ``synth.json``."""
         path = Path(root) / "synth.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MnmError(f"{path}: not found; is {root} a folder written by `mnm data synth`?") from None
-        except (OSError, ValueError) as exc:
-            raise MnmError(f"{path}: unreadable ({exc})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+        data = read_json_object(path, "synthetic data description",
+                                missing=f"not found; is {root} a folder written by `mnm data synth`?")
+        if not isinstance(data.get("spec"), dict):
             raise MnmError(f"{path}: no 'spec' object in it")
         return cls.from_dict(data["spec"], source=str(path))
 
