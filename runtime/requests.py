@@ -101,6 +101,16 @@ class Factor:
         return Factor(code=code, z=z, label=self.label or _default_label(self))
 
 
+@dataclass(frozen=True)
+class Mix:
+    """One combination of the four factors (``shape`` None: sampled in code mode, from the pose in feature mode)."""
+
+    background: Factor
+    pose: Factor
+    shape: Factor | None
+    texture: Factor
+
+
 def _default_label(f: Factor) -> str:
     if f.image is not None:
         return Path(f.image).name if not isinstance(f.image, np.ndarray) else "image"

@@ -142,7 +142,7 @@ def _run_plan(pipe, plan: Path, folder: Path, mode: str, seed: int, stitch, tabl
     import numpy as np
 
     from mnm.progress import track
-    from mnm.runtime.pipeline import Mix
+    from mnm.runtime.requests import Mix
     from mnm.runtime.requests import FACTORS, read_plan
 
     rows = read_plan(plan)
