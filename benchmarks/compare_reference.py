@@ -288,17 +288,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, command: str) -> dict:
     import torch
-    from machine import cuda_product, details, measure_peak, ort_product
+    from peak import cuda_product, details, measure_peak, ort_product
     from roofline import profile_graph, roofline
 
     from mnm.config import resolve_config
     from mnm.errors import MnmError
+    from mnm.provenance import utc_now
     from mnm.runtime.backends import create
-    from mnm.runtime.backends.ort import physical_cores
-    from mnm.runtime.bench import load_average, utc_now
     from mnm.runtime.bundle import Bundle
+    from mnm.runtime.machine import load_average, usable_cores
 
-    args.threads = args.threads or physical_cores()
+    args.threads = args.threads or usable_cores()
     torch.set_num_threads(args.threads)
     if args.device != "cpu" and not torch.cuda.is_available():
         raise MnmError(f"--device {args.device}: this torch build sees no CUDA GPU")

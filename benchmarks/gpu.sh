@@ -41,7 +41,7 @@ BUNDLE="$WORK/bundle"
 mkdir -p "$OUT_DIR"
 
 echo "== machine" >&2
-"$PY" -c 'import json, sys; sys.path.insert(0, "benchmarks"); from machine import details, measure_peak;
+"$PY" -c 'import json, sys; sys.path.insert(0, "benchmarks"); from peak import details, measure_peak;
 json.dump({"machine": details(), "peak": measure_peak(device="cuda")}, sys.stdout, indent=2)' > "$OUT_DIR/machine.json"
 
 echo "== export: random-init $PRESET bundle, fp16 graphs ${TRT:+and TensorRT engines}" >&2

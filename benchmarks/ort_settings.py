@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnm.runtime.backends.ort import OrtBackend, physical_cores
-from mnm.runtime.bench import graph_inputs, interleaved, machine_details
+from mnm.runtime.backends.ort import OrtBackend
+from mnm.runtime.bench import graph_inputs, interleaved
 from mnm.runtime.bundle import Bundle
+from mnm.runtime.machine import details, physical_cores
 
 GRAPHS = ("enc_z", "g_background", "g_parent", "g_child", "extractor")
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     presets = args.preset or ([] if args.bundle else ["lite"])
     paths = [Path(b) for b in args.bundle] + [random_bundle(p) for p in presets]
-    report = {"machine": machine_details(), "physical_cores": physical_cores(), "bundles": {}}
+    report = {"machine": details(), "physical_cores": physical_cores(), "bundles": {}}
     for path in paths:
         print(f"{path}:", flush=True)
         bundle = Bundle.open(path)

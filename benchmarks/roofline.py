@@ -97,7 +97,7 @@ def summarize_trace(events: list[dict], skip_runs: int = 1, top: int = 8) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from machine import measure_peak, ort_product
+    from peak import measure_peak, ort_product
     from results_md import peak_sources
 
     from mnm.runtime.backends import create

@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     from compare_reference import torch_modules
-    from machine import details
+    from peak import details
 
-    from mnm.runtime.bench import utc_now
+    from mnm.provenance import utc_now
     from mnm.runtime.bundle import Bundle
 
     if not torch.cuda.is_available():

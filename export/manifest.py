@@ -6,8 +6,6 @@ Only the writer lives here; the torch-free reader is ``mnm.runtime``'s Bundle.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import onnx
 
 from mnm.atomic import write_text
 from mnm.config import ModelConfig
+from mnm.provenance import file_digest, utc_now
 
 FORMAT = "mnm-bundle"
 FORMAT_VERSION = 1
@@ -26,16 +25,6 @@ NORMALIZATION = {
     "crop": "object box: square of 1.5*max(w,h) clipped; no box: largest centred square",
 }
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
-
-
-def file_digest(path: Path) -> tuple[str, int]:
-    """(sha256 hex, size in bytes) of a file."""
-    sha, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), size
 
 
 def tensor_records(values) -> list[dict]:
@@ -86,7 +75,3 @@ def new_manifest(cfg: ModelConfig, modes: list[str], opset: int, exporter: dict,
 
 def write_manifest(bundle: Path, manifest: dict) -> None:
     write_text(bundle / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -9,7 +9,6 @@ Tensor keys are ``"<prefix>.<state_dict key>"``, one prefix per module (``genera
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from mnm.atomic import FILE_MODE, atomic_dir, write_text
 from mnm.config import ModelConfig
 from mnm.errors import MnmError, check_format_version
 from mnm.jsonfile import read_json_object
+from mnm.provenance import file_digest
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "tensors.safetensors"
@@ -55,7 +55,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
             tensor_file = tmp / TENSORS_FILE
             save_file(prepared, str(tensor_file))
             os.chmod(tensor_file, FILE_MODE)  # safetensors creates it owner-only
-            record["tensors_sha256"], record["tensors_bytes"] = _digest(tensor_file, sync=True)
+            record["tensors_sha256"], record["tensors_bytes"] = file_digest(tensor_file, sync=True)
             write_text(tmp / META_FILE, json.dumps(record, indent=2, allow_nan=False) + "\n")
     except (OSError, SafetensorError) as exc:
         raise MnmError(f"{path}: cannot write the checkpoint ({exc})") from None
@@ -69,7 +69,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     tensor_file = path / TENSORS_FILE
     if not tensor_file.is_file():
         raise MnmError(f"{tensor_file}: missing; the checkpoint is incomplete")
-    sha256, size = _digest(tensor_file)
+    sha256, size = file_digest(tensor_file)
     if size != meta.get("tensors_bytes", size):
         raise MnmError(
             f"{tensor_file}: {size} bytes but {META_FILE} records {meta['tensors_bytes']}; "
@@ -176,19 +176,6 @@ def _cpu_contiguous(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
         storages.add(tensor.untyped_storage().data_ptr())
         out[key] = tensor
     return out
-
-
-def _digest(path: Path, sync: bool = False) -> tuple[str, int]:
-    """sha256 and size of a file; with ``sync`` also flush it to disk."""
-    sha = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-            size += len(chunk)
-        if sync:
-            os.fsync(f.fileno())
-    return sha.hexdigest(), size
 
 
 def _versions() -> dict[str, str]:

@@ -10,13 +10,8 @@ reference with the runtime so both see the same machine load.
 
 from __future__ import annotations
 
-import datetime
-import importlib.metadata
 import itertools
 import os
-import platform
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,14 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from mnm.errors import MnmError
+from mnm.provenance import utc_now
+from mnm.runtime import machine
 
 FORMAT = "mnm-bench"
 FORMAT_VERSION = 1
 GRID_SIDE = 4  # the grid scenario: 4 backgrounds × 4 textures × 4 poses = 64 images
-LIBRARIES = (
-    "mnm", "numpy", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "opencv-python",
-    "tensorrt", "cuda-python",
-)
 
 
 # --- timing -------------------------------------------------------------------------------------
@@ -79,116 +72,6 @@ def summarize(times: list[float], images: int = 1) -> dict:
         "images": images,
         "images_per_s": images / median if median > 0 else float("inf"),
     }
-
-
-# --- machine ------------------------------------------------------------------------------------
-
-
-def machine_details(extra_libraries: tuple[str, ...] = ()) -> dict:
-    """CPU model and cores, memory, OS, GPUs (nvidia-smi) and library versions, without importing torch."""
-    from mnm.runtime.backends.ort import physical_cores
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    try:
-        import onnxruntime as ort
-
-        providers = ort.get_available_providers()
-    except ImportError:
-        providers = []
-    return {
-        "cpu": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "physical_cores": physical_cores(),
-        "cpu_features": _cpu_features(),
-        "memory_gib": _memory_gib(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "load_average": load_average(),
-        "gpus": gpus(),
-        "onnxruntime_providers": providers,
-        "libraries": library_versions(LIBRARIES + tuple(extra_libraries)),
-    }
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15-minute load averages: above the core count, other work competed for the CPUs."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def library_versions(names) -> dict[str, str]:
-    """Installed distribution versions (absent ones are left out); read from metadata, nothing imported."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def gpus() -> list[dict]:
-    """NVIDIA GPUs as nvidia-smi lists them; empty where there is none (or no driver)."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return []
-    query = "name,driver_version,memory.total,compute_cap"
-    try:
-        out = subprocess.run(
-            [smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    found = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 4:
-            found.append({"name": parts[0], "driver": parts[1], "memory_mib": parts[2], "compute_capability": parts[3]})
-    return found
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def _cpu_model() -> str:
-    for line in _cpuinfo().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _cpu_features() -> list[str]:
-    """The vector extensions that set the fp32 peak (FMA width)."""
-    for line in _cpuinfo().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return [f for f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return []
-
-
-def _memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 # --- graphs -------------------------------------------------------------------------------------
@@ -364,7 +247,7 @@ def run_bench(
         "modes": list(bundle.modes),
         "source": bundle.manifest.get("source"),
         "settings": {"batches": list(batches), "repeats": repeats, "warmup": warmup, "grid": [GRID_SIDE] * 3},
-        "machine": machine_details(),
+        "machine": machine.details(),
         "skipped_backends": skipped,
         "backends": {},
     }

@@ -7,7 +7,6 @@ manifest, each with one line that names the file, so a damaged bundle never reac
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from mnm.config import ModelConfig
 from mnm.errors import MnmError, check_format_version
 from mnm.jsonfile import read_json_object
+from mnm.provenance import sha256_file
 
 FORMAT = "mnm-bundle"
 FORMAT_VERSION = 1
@@ -150,14 +150,6 @@ class Bundle:
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, modes={list(self.modes)}, graphs={list(self.graphs)})"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _file_problem(path: Path, expected: str) -> str | None:

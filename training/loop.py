@@ -10,7 +10,6 @@ tensors, the optimiser state and the step; 10 steps + resume + 10 steps equals 2
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -18,21 +17,17 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import mnm
 from mnm.errors import MnmError
 from mnm.progress import track
 from mnm.training import distributed
-from mnm.training.cli import launcher_gone
-from mnm.training.run import RunFolder, TrainSpec, find_checkpoint, new_run_dir
+from mnm.training.launcher import launcher_gone
+from mnm.training.run import RunFolder, TrainSpec, check_positive, new_run_dir, resolve_options
 
-RUN_FORMAT = "mnm-run"
-STAGES = ("code", "feature")
 GRID_IMAGES = 8
 # A second SIGINT within this many seconds of the first is the same Ctrl-C delivered twice
 # (terminal + launcher forwarding it); a later one aborts without saving.
@@ -40,10 +35,6 @@ DUPLICATE_SIGNAL_S = 2.0
 _ORDER, _STEP, _GRID = 0, 1, 2  # stream tags of the SeedSequences
 
 
-# Schedule defaults for a new run; a resumed run keeps its own unless told otherwise.
-DEFAULTS = {"batch": 12, "seed": 0, "split": "train", "keep": 3, "snapshot_every": 1000, "log_every": 10}
-# What fixes a run's results: a resume may repeat these but not change them.
-FIXED_ON_RESUME = ("batch", "seed", "split", "preset", "config_file", "overrides", "option_overrides")
 
 
 @dataclass
@@ -121,138 +112,20 @@ def step_randomness(seed: int, step: int, rank: int) -> tuple[np.random.Generato
 
 
 # --------------------------------------------------------------------------------------------
-# Setting a run up
-# --------------------------------------------------------------------------------------------
-
-
-def _resolve(spec: TrainSpec, replicas: distributed.Replicas) -> tuple[dict, RunFolder | None, Path | None]:
-    """(the run's options, its folder on rank 0, the checkpoint to resume from)."""
-    if spec.stage not in STAGES:
-        raise MnmError(f"unknown training stage {spec.stage!r}; use one of {', '.join(STAGES)}")
-    if spec.resume is not None:
-        options, run, checkpoint = _resolve_resume(spec, replicas)
-    else:
-        options, run, checkpoint = _resolve_new(spec, replicas), None, None
-    _check_positive(options["total_steps"], "--steps/--kimg")
-    _check_positive(options["snapshot_every"], "--snapshot-every")
-    _check_positive(options["log_every"], "--log-every")
-    if options["keep"] < 0:
-        raise MnmError(f"--keep must be 0 (keep all) or more, got {options['keep']}")
-    return options, run, checkpoint
-
-
-def _resolve_new(spec: TrainSpec, replicas: distributed.Replicas) -> dict:
-    from mnm.checkpoint import config_from_meta
-    from mnm.config import resolve_config
-    from mnm.training.options import TrainOptions
-
-    if spec.data is None:
-        raise MnmError("--data DIR is required for a new run")
-    if spec.steps is None and spec.kimg is None:
-        raise MnmError("give the length of the run: --steps N or --kimg K (thousands of images)")
-    values = {k: getattr(spec, k) if getattr(spec, k) is not None else v for k, v in DEFAULTS.items()}
-    source = None
-    if spec.stage == "feature":
-        if spec.source is None:
-            raise MnmError("the feature stage needs --from RUN_OR_CHECKPOINT (a code-mode run)")
-        if spec.preset or spec.config_file or spec.overrides:
-            raise MnmError("the feature stage takes its model config from --from:"
-                           " drop --preset, --config and --set")
-        source = find_checkpoint(spec.source)
-        config = config_from_meta(_read_meta(source), source=str(source)).to_dict()
-    else:
-        if spec.source is not None:
-            raise MnmError("--from belongs to the feature stage (mnm train feature)")
-        config = resolve_config(spec.preset or "paper", spec.config_file, spec.overrides).to_dict()
-    train_options = TrainOptions.from_dict(spec.option_overrides).to_dict()
-    _check_positive(values["batch"], "--batch")
-    global_batch = values["batch"] * replicas.world
-    total = spec.steps if spec.steps is not None else math.ceil(spec.kimg * 1000 / global_batch)
-    return {
-        "format": RUN_FORMAT,
-        "format_version": 1,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "mnm": mnm.__version__,
-        "stage": spec.stage,
-        "config": config,
-        "train_options": train_options,
-        "data": str(Path(spec.data).resolve()),
-        "source": None if source is None else str(source.resolve()),
-        "total_steps": total,
-        "world_size": replicas.world,
-        "name": spec.name or f"{spec.stage}-{_preset_name(config)}",
-        # as given on the command line, so repeating the command with --resume is accepted
-        "preset": spec.preset,
-        "config_file": spec.config_file,
-        "overrides": list(spec.overrides),
-        "option_overrides": dict(spec.option_overrides),
-        **values,
-    }
-
-
-def _resolve_resume(spec: TrainSpec, replicas: distributed.Replicas) -> tuple[dict, RunFolder, Path]:
-    checkpoint = find_checkpoint(spec.resume)
-    run = RunFolder(spec.resume) if Path(spec.resume) != checkpoint else RunFolder.of_checkpoint(checkpoint)
-    stored = run.read_options()
-    if stored.get("format") != RUN_FORMAT:
-        raise MnmError(f"{run.options_path}: not the options of an mnm training run")
-    if stored["stage"] != spec.stage:
-        stage = stored["stage"]
-        raise MnmError(f"{run.path} is a {stage}-stage run; resume it with `mnm train {stage}`")
-    changed = [k for k in FIXED_ON_RESUME if getattr(spec, k) not in (None, [], {}, stored.get(k))]
-    if spec.source is not None and str(find_checkpoint(spec.source).resolve()) != stored.get("source"):
-        changed.append("source")
-    if changed:
-        raise MnmError(f"--resume continues {run.path} as set up: it cannot change {', '.join(changed)}")
-    options = dict(stored)
-    for key in ("keep", "snapshot_every", "log_every"):
-        if getattr(spec, key) is not None:
-            options[key] = getattr(spec, key)
-    if spec.data is not None:
-        options["data"] = str(Path(spec.data).resolve())
-    meta = _read_meta(checkpoint)
-    if not isinstance(meta.get("step"), int) or not isinstance(meta.get("images_seen"), int):
-        raise MnmError(f"{checkpoint / 'meta.json'}: no step or images_seen: not a training run's checkpoint")
-    if spec.steps is not None:
-        options["total_steps"] = spec.steps
-    elif spec.kimg is not None:
-        remaining = max(0.0, spec.kimg * 1000 - meta["images_seen"])
-        options["total_steps"] = meta["step"] + math.ceil(remaining / (options["batch"] * replicas.world))
-    return options, run, checkpoint
-
-
-def _preset_name(config: dict) -> str:
-    from mnm.config import PRESETS
-
-    return next((name for name, preset in PRESETS.items() if preset.to_dict() == config), "custom")
-
-
-def _read_meta(checkpoint: Path) -> dict:
-    """meta.json alone (the tensors are loaded once the modules exist)."""
-    try:
-        return json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MnmError(f"{checkpoint / 'meta.json'}: not readable JSON ({exc})") from None
-
-
-def _check_positive(value, what: str) -> None:
-    if value is None or value < 1:
-        raise MnmError(f"{what} must be at least 1, got {value}")
-
-
-# --------------------------------------------------------------------------------------------
 # The trainer and what a checkpoint holds
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Session:
+class StageSetup:
+    """A stage's trainer and what its checkpoints carry besides the trainer's own modules."""
+
     trainer: object
     carried: dict  # tensors copied into every checkpoint unchanged (stage 1's networks in stage 2)
     source: dict | None  # where stage 2 started from
 
 
-def _build(options: dict, device: torch.device, resume_tensors: dict | None) -> Session:
+def _build(options: dict, device: torch.device, resume_tensors: dict | None) -> StageSetup:
     from mnm.checkpoint import load_checkpoint, load_state
     from mnm.config import ModelConfig
     from mnm.training.options import TrainOptions
@@ -263,7 +136,7 @@ def _build(options: dict, device: torch.device, resume_tensors: dict | None) -> 
     if options["stage"] == "code":
         from mnm.training.code_mode import CodeModeTrainer
 
-        return Session(CodeModeTrainer(cfg, train_options, device), {}, None)
+        return StageSetup(CodeModeTrainer(cfg, train_options, device), {}, None)
 
     from mnm.nn.encoders import Encoders
     from mnm.nn.generator import Generator
@@ -279,26 +152,26 @@ def _build(options: dict, device: torch.device, resume_tensors: dict | None) -> 
     trainer = FeatureModeTrainer(cfg, train_options, device, generator.to(device), encoders.to(device))
     replaced = tuple(f"{prefix}." for prefix in [*trainer.modules(), "optim"])
     carried = {k: v for k, v in frozen.items() if not k.startswith(replaced)}
-    return Session(trainer, carried, {"path": options["source"]})
+    return StageSetup(trainer, carried, {"path": options["source"]})
 
 
-def _checkpoint_tensors(session: Session) -> dict:
+def _checkpoint_tensors(setup: StageSetup) -> dict:
     from mnm.checkpoint import state_tensors
 
-    tensors = dict(session.carried)
-    tensors.update(state_tensors(session.trainer.modules()))
-    for key, value in session.trainer.optimizer_tensors().items():
+    tensors = dict(setup.carried)
+    tensors.update(state_tensors(setup.trainer.modules()))
+    for key, value in setup.trainer.optimizer_tensors().items():
         tensors[f"optim.{key}"] = value.detach().to("cpu").clone()
     return tensors
 
 
-def _restore(session: Session, tensors: dict, checkpoint: Path) -> None:
+def _restore(setup: StageSetup, tensors: dict, checkpoint: Path) -> None:
     from mnm.checkpoint import load_state
 
-    load_state(session.trainer.modules(), tensors, source=str(checkpoint))
+    load_state(setup.trainer.modules(), tensors, source=str(checkpoint))
     lead = "optim."
     optim = {k[len(lead):]: v for k, v in tensors.items() if k.startswith(lead)}
-    session.trainer.load_optimizer_tensors(optim)
+    setup.trainer.load_optimizer_tensors(optim)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +182,7 @@ def _restore(session: Session, tensors: dict, checkpoint: Path) -> None:
 def train(spec: TrainSpec) -> Outcome:
     """Run (or continue) a training run; raise ``Interrupted`` after a stop request."""
     if spec.threads is not None:
-        _check_positive(spec.threads, "--threads")
+        check_positive(spec.threads, "--threads")
         torch.set_num_threads(spec.threads)
     replicas = distributed.init(spec.device)
     if not replicas.is_main:
@@ -324,7 +197,7 @@ def _train(spec: TrainSpec, replicas: distributed.Replicas) -> Outcome:
     from mnm.checkpoint import load_checkpoint
     from mnm.training.datasets import open_dataset
 
-    options, run, checkpoint = _resolve(spec, replicas)
+    options, run, checkpoint = resolve_options(spec, replicas.world)
     resume_tensors, start, images_seen = None, 0, 0
     if checkpoint is not None:
         resume_tensors, meta = load_checkpoint(checkpoint)
@@ -332,13 +205,13 @@ def _train(spec: TrainSpec, replicas: distributed.Replicas) -> Outcome:
             raise MnmError(f"{checkpoint}: its config or stage differs from {run.options_path}")
         start, images_seen = meta["step"], meta["images_seen"]
     dataset = open_dataset(options["data"], split=options["split"])
-    session = _build(options, replicas.device, resume_tensors)
+    setup = _build(options, replicas.device, resume_tensors)
     if resume_tensors is not None:
-        _restore(session, resume_tensors, checkpoint)
+        _restore(setup, resume_tensors, checkpoint)
         del resume_tensors
-    modules = session.trainer.modules()
+    modules = setup.trainer.modules()
     replicas.broadcast_modules(modules)
-    replicas.average_gradients_before_step(session.trainer.optimizers())
+    replicas.average_gradients_before_step(setup.trainer.optimizers())
 
     if replicas.is_main:
         if run is None:
@@ -350,15 +223,15 @@ def _train(spec: TrainSpec, replicas: distributed.Replicas) -> Outcome:
         options["world_size"] = replicas.world
         run.write_options(options)
         print(f"run folder: {run.path}", flush=True)
-    loop = _Loop(options, run, session, dataset, replicas, start, images_seen, checkpoint)
+    loop = _Loop(options, run, setup, dataset, replicas, start, images_seen, checkpoint)
     return loop.run()
 
 
 class _Loop:
     """The state of one pass over steps ``start .. total_steps``."""
 
-    def __init__(self, options, run, session, dataset, replicas, start, images_seen, checkpoint):
-        self.options, self.folder, self.session, self.dataset = options, run, session, dataset
+    def __init__(self, options, run, setup, dataset, replicas, start, images_seen, checkpoint):
+        self.options, self.folder, self.setup, self.dataset = options, run, setup, dataset
         self.replicas = replicas
         self.step, self.images_seen = start, images_seen
         self.last_checkpoint = checkpoint  # known on rank 0 only
@@ -410,11 +283,11 @@ class _Loop:
 
         _, trainer_rng = step_randomness(self.seed, self.step, self.replicas.rank)
         try:
-            losses = self.session.trainer.train_step(self.to_device(batch), trainer_rng)
+            losses = self.setup.trainer.train_step(self.to_device(batch), trainer_rng)
         except NonFiniteLoss as exc:
             what = f"loss {exc.loss_name} = {exc.value} in the {exc.step_name} step"
             raise self.non_finite(what, self.step + 1) from None
-        self.replicas.average_buffers(self.session.trainer.modules())
+        self.replicas.average_buffers(self.setup.trainer.modules())
         stats = self.replicas.mean_stats(losses)
         bad = sorted(k for k, v in stats.items() if not math.isfinite(v))
         if bad:
@@ -455,7 +328,7 @@ class _Loop:
         Its time is left out of the throughput of the logging interval it falls in.
         """
         began = time.perf_counter()
-        tensors = _checkpoint_tensors(self.session)
+        tensors = _checkpoint_tensors(self.setup)
         broken = next((k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()), None)
         if broken is not None:
             raise self.non_finite(f"tensor {broken} in the training state", self.step)
@@ -478,7 +351,7 @@ class _Loop:
                     "epoch": self.images_seen // len(self.dataset),
                     "position": self.images_seen % len(self.dataset),
                 },
-                "source": self.session.source,
+                "source": self.setup.source,
                 "replica_checksums": checksums,
             }
             self.last_checkpoint = self.folder.save_checkpoint(self.step, tensors, meta, self.options["keep"])
@@ -492,7 +365,7 @@ class _Loop:
         n = min(GRID_IMAGES, len(self.dataset))
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, _GRID]))
         grid_batch = self.to_device(self.dataset.sample_batch(np.arange(n), rng, self.size))
-        return self.session.trainer.sample_grid(grid_batch)
+        return self.setup.trainer.sample_grid(grid_batch)
 
     def outcome(self) -> Outcome:
         run_dir = self.folder.path if self.folder is not None else None

@@ -24,14 +24,24 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mnm
 from mnm.atomic import TMP_PREFIX, write_text
 from mnm.errors import MnmError
 from mnm.jsonfile import read_json_object
+from mnm.provenance import utc_now
 
 RUN_NUMBER = re.compile(r"^(\d{5})-")
 CHECKPOINT_NAME = re.compile(r"^\d{8}$")
 LATEST = "latest"
 CHECKPOINT_FILES = ("tensors.safetensors", "meta.json")
+
+
+RUN_FORMAT = "mnm-run"
+STAGES = ("code", "feature")
+# Schedule defaults for a new run; a resumed run keeps its own unless told otherwise.
+DEFAULTS = {"batch": 12, "seed": 0, "split": "train", "keep": 3, "snapshot_every": 1000, "log_every": 10}
+# What fixes a run's results: a resume may repeat these but not change them.
+FIXED_ON_RESUME = ("batch", "seed", "split", "preset", "config_file", "overrides", "option_overrides")
 
 
 @dataclass
@@ -224,3 +234,123 @@ class RunFolder:
                 doomed = old.with_name(f"{TMP_PREFIX}{old.name}-removed")
                 os.replace(old, doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# A run's options: new or resumed
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_options(spec: TrainSpec, world: int) -> tuple[dict, RunFolder | None, Path | None]:
+    """(the run's options, its folder when resuming, the checkpoint to resume from) for ``world`` processes.
+
+    A new run takes the defaults for what ``spec`` leaves out; a resumed run keeps its stored
+    options, may repeat but not change what fixes its results, and may change only the schedule."""
+    if spec.stage not in STAGES:
+        raise MnmError(f"unknown training stage {spec.stage!r}; use one of {', '.join(STAGES)}")
+    if spec.resume is not None:
+        options, run, checkpoint = _resolve_resume(spec, world)
+    else:
+        options, run, checkpoint = _resolve_new(spec, world), None, None
+    check_positive(options["total_steps"], "--steps/--kimg")
+    check_positive(options["snapshot_every"], "--snapshot-every")
+    check_positive(options["log_every"], "--log-every")
+    if options["keep"] < 0:
+        raise MnmError(f"--keep must be 0 (keep all) or more, got {options['keep']}")
+    return options, run, checkpoint
+
+
+def _resolve_new(spec: TrainSpec, world: int) -> dict:
+    from mnm.checkpoint import config_from_meta
+    from mnm.config import resolve_config
+    from mnm.training.options import TrainOptions
+
+    if spec.data is None:
+        raise MnmError("--data DIR is required for a new run")
+    if spec.steps is None and spec.kimg is None:
+        raise MnmError("give the length of the run: --steps N or --kimg K (thousands of images)")
+    values = {k: getattr(spec, k) if getattr(spec, k) is not None else v for k, v in DEFAULTS.items()}
+    source = None
+    if spec.stage == "feature":
+        if spec.source is None:
+            raise MnmError("the feature stage needs --from RUN_OR_CHECKPOINT (a code-mode run)")
+        if spec.preset or spec.config_file or spec.overrides:
+            raise MnmError("the feature stage takes its model config from --from:"
+                           " drop --preset, --config and --set")
+        source = find_checkpoint(spec.source)
+        config = config_from_meta(_read_meta(source), source=str(source)).to_dict()
+    else:
+        if spec.source is not None:
+            raise MnmError("--from belongs to the feature stage (mnm train feature)")
+        config = resolve_config(spec.preset or "paper", spec.config_file, spec.overrides).to_dict()
+    train_options = TrainOptions.from_dict(spec.option_overrides).to_dict()
+    check_positive(values["batch"], "--batch")
+    global_batch = values["batch"] * world
+    total = spec.steps if spec.steps is not None else math.ceil(spec.kimg * 1000 / global_batch)
+    return {
+        "format": RUN_FORMAT,
+        "format_version": 1,
+        "created": utc_now(),
+        "mnm": mnm.__version__,
+        "stage": spec.stage,
+        "config": config,
+        "train_options": train_options,
+        "data": str(Path(spec.data).resolve()),
+        "source": None if source is None else str(source.resolve()),
+        "total_steps": total,
+        "world_size": world,
+        "name": spec.name or f"{spec.stage}-{_preset_name(config)}",
+        # as given on the command line, so repeating the command with --resume is accepted
+        "preset": spec.preset,
+        "config_file": spec.config_file,
+        "overrides": list(spec.overrides),
+        "option_overrides": dict(spec.option_overrides),
+        **values,
+    }
+
+
+def _resolve_resume(spec: TrainSpec, world: int) -> tuple[dict, RunFolder, Path]:
+    checkpoint = find_checkpoint(spec.resume)
+    run = RunFolder(spec.resume) if Path(spec.resume) != checkpoint else RunFolder.of_checkpoint(checkpoint)
+    stored = run.read_options()
+    if stored.get("format") != RUN_FORMAT:
+        raise MnmError(f"{run.options_path}: not the options of an mnm training run")
+    if stored["stage"] != spec.stage:
+        stage = stored["stage"]
+        raise MnmError(f"{run.path} is a {stage}-stage run; resume it with `mnm train {stage}`")
+    changed = [k for k in FIXED_ON_RESUME if getattr(spec, k) not in (None, [], {}, stored.get(k))]
+    if spec.source is not None and str(find_checkpoint(spec.source).resolve()) != stored.get("source"):
+        changed.append("source")
+    if changed:
+        raise MnmError(f"--resume continues {run.path} as set up: it cannot change {', '.join(changed)}")
+    options = dict(stored)
+    for key in ("keep", "snapshot_every", "log_every"):
+        if getattr(spec, key) is not None:
+            options[key] = getattr(spec, key)
+    if spec.data is not None:
+        options["data"] = str(Path(spec.data).resolve())
+    meta = _read_meta(checkpoint)
+    if not isinstance(meta.get("step"), int) or not isinstance(meta.get("images_seen"), int):
+        raise MnmError(f"{checkpoint / 'meta.json'}: no step or images_seen: not a training run's checkpoint")
+    if spec.steps is not None:
+        options["total_steps"] = spec.steps
+    elif spec.kimg is not None:
+        remaining = max(0.0, spec.kimg * 1000 - meta["images_seen"])
+        options["total_steps"] = meta["step"] + math.ceil(remaining / (options["batch"] * world))
+    return options, run, checkpoint
+
+
+def _preset_name(config: dict) -> str:
+    from mnm.config import PRESETS
+
+    return next((name for name, preset in PRESETS.items() if preset.to_dict() == config), "custom")
+
+
+def _read_meta(checkpoint: Path) -> dict:
+    """meta.json alone (the tensors are loaded once the modules exist)."""
+    return read_json_object(checkpoint / "meta.json", "checkpoint meta")
+
+
+def check_positive(value, what: str) -> None:
+    if value is None or value < 1:
+        raise MnmError(f"{what} must be at least 1, got {value}")

@@ -9,12 +9,12 @@ from mnm.cli import (  # noqa: F401  (each module registers its commands on impo
     animate,
     bench,
     data,
-    data_check,
     demo,
     eval,
     export,
+    info,
+    mix,
     model,
-    runtime,
     train,
 )
 from mnm.cli.app import STATE, app

@@ -37,7 +37,7 @@ def animate(
 ) -> None:
     """Animate a static image with the pose of each frame of a video, a frame folder or a webcam."""
     from mnm.atomic import write_text
-    from mnm.cli.runtime import open_pipeline
+    from mnm.cli.pipeline import open_pipeline
     from mnm.runtime import realtime as loop
     from mnm.runtime import video
     from mnm.runtime.requests import parse_box

@@ -1,7 +1,9 @@
-"""`mnm data synth`: render a synthetic dataset with ground truth (CUB layout)."""
+"""`mnm data`: `synth` renders a synthetic dataset with ground truth (CUB layout); `check` lists every
+problem of a dataset folder (format, counts, boxes, unreadable images) and exits 2 if any."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -39,3 +41,19 @@ def synth(
                f"{shapes} shapes x {textures_per_shape} textures = {n_child} classes, "
                f"{backgrounds} backgrounds, rho {correlation:g}, {n - n_test} train / {n_test} test")
     typer.echo(f"ground truth: {root / 'ground_truth.jsonl'}; preview: {root / 'preview.png'}")
+
+
+@data_app.command("check")
+def check(
+    directory: Path = typer.Argument(..., help="Dataset folder: CUB layout, Stanford Dogs, Stanford Cars, "
+                                     "or images with boxes.csv / boxes.json."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    no_decode: bool = typer.Option(False, "--no-decode", help="Read image headers only; skip decoding "
+                                   "every image (faster, misses truncated files)."),
+) -> None:
+    """Check a dataset folder before training: boxes in pixels and inside their images, images readable."""
+    from mnm.training.data_check import check_dataset
+
+    report = check_dataset(directory, decode=not no_decode)
+    print(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
+    raise typer.Exit(0 if report.ok else 2)

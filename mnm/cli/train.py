@@ -2,7 +2,7 @@
 
 Both write a run folder (``--out runs`` → ``runs/<NNNNN>-<name>/``: options.json, stats.jsonl,
 samples/, checkpoints/, latest), continue exactly with ``--resume``, save and exit 130 on Ctrl-C,
-and run data-parallel with ``--nproc N`` (or under ``torchrun -m mnm.training.cli``).
+and run data-parallel with ``--nproc N`` (or under ``torchrun -m mnm.training.launcher``).
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def execute(spec, nproc: int) -> int:
     if nproc > 1:
         if "WORLD_SIZE" in os.environ:
             raise MnmError("--nproc under torchrun: torchrun already starts the processes")
-        from mnm.training.cli import launch
+        from mnm.training.launcher import launch
 
         return launch(spec.to_dict(), nproc)
 

@@ -1,34 +1,17 @@
 """onnxruntime backends: CPU, CUDA and the TensorRT execution provider, one session per graph.
 
-Session settings, each chosen on purpose. Numbers from ``benchmarks/ort_settings.py`` on this
-platform's 2-core CPU, onnxruntime 1.32, random-init ``lite`` (batch 1, 8) and ``paper`` (batch 1,
-4) bundles, all five graph kinds; each ratio is time(variant) / time(chosen) with the variants
-interleaved in one process, as the median over graphs and batches of the per-case median ratio
-[and of the fastest-run ratio]. The machine was shared with a training process throughout (load
-average 4-6), so single cases scatter (0.5x-2.5x); only consistent effects decided:
+CPU session settings, each chosen by measurement (``benchmarks/ort_settings.py``; the numbers are
+in benchmarks/RESULTS.md, "onnxruntime session settings"):
 
-- ``graph_optimization_level = ORT_ENABLE_ALL`` (constant folding, Conv+BN fusion, layout
-  transforms): ORT_ENABLE_BASIC 0.95-1.06x [1.04-1.06x], ORT_DISABLE_ALL 0.95-0.99x [1.10x]. A
-  small gain at best here; it never loses on the fastest runs, so the full level stays.
-- ``session.intra_op.allow_spinning = 0``: spinning workers were 1.36x slower at paper scale
-  [1.36x] and 1.07x at lite [0.85x: they help the best case of 1 ms graphs]; a spinning pool also
-  burns a core between runs that the video capture thread and other processes need. On an idle
-  machine with no other thread pool in the process, spinning made the batch-1 paper generator graphs 1.8-1.9x faster
-  (10 interleaved repeats); but in a process that also runs PyTorch (the comparison harness) the
-  two spinning pools fight and the single mix got 3x slower (benchmarks/RESULTS.md notes), so the
-  robust setting stays.
-- ``intra_op_num_threads = physical cores`` (``sched_getaffinity`` respected): with a core taken by
-  the training process, 1 thread measured 0.68-0.81x (faster) in the median and 0.98x on the
-  fastest runs, i.e. the second thread only helps when its core is free. Physical cores is the
-  default for a machine that runs the runtime; pass ``threads=1`` (``--threads 1``) on a busy one.
-- ``inter_op_num_threads = 1`` and ``ORT_SEQUENTIAL``: these graphs are chains; ORT_PARALLEL was
-  1.91-1.92x slower [1.49-1.71x].
-- ``enable_cpu_mem_arena`` and ``enable_mem_pattern`` on: without the arena paper graphs were
-  1.47x slower [1.53x], lite ones 1.01x [0.99x].
-- I/O binding (``io_binding=True``: inputs bound from numpy, outputs bound on the device and
-  copied back once) measured 1.02-1.12x [1.03-1.12x] on the CPU, no gain, so the default is plain
-  ``run``; on CUDA it was not measured here (no GPU), so it stays an option there too
-  (the benchmark measures it on the machine it runs on).
+- full graph optimisation (``ORT_ENABLE_ALL``): never slower, a little faster at best;
+- no spinning worker threads: spinning helps batch-1 graphs on an idle machine but loses badly when
+  another thread pool (torch, a capture thread, another process) wants the cores;
+- intra-op threads = the cores this process may use (``mnm.runtime.machine.usable_cores``);
+  ``threads=1`` (``--threads 1``) is faster on a machine busy with other work;
+- one inter-op thread and sequential execution: the graphs are chains;
+- memory arena and memory patterns on;
+- plain ``run`` (I/O binding measured no gain on the CPU; it stays an option for CUDA).
+
 Sessions are created lazily (a mix in code mode never loads the extractor) under a lock;
 ``InferenceSession.run`` is thread-safe, so one backend serves concurrent requests.
 """
@@ -44,6 +27,7 @@ import numpy as np
 from mnm.errors import MnmError
 from mnm.runtime.backends.base import BackendUnavailable
 from mnm.runtime.bundle import Bundle
+from mnm.runtime.machine import usable_cores
 
 PROVIDERS = {
     "ort-cpu": "CPUExecutionProvider",
@@ -52,28 +36,13 @@ PROVIDERS = {
 }
 
 
-def physical_cores() -> int:
-    """Physical cores this process may use: hyper-thread siblings counted once (Linux), else logical CPUs."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        try:
-            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
-        except OSError:
-            return max(1, len(cpus))
-    return max(1, len(cores))
-
-
 def session_options(threads: int | None = None, overrides: dict | None = None):
     """The chosen settings (module docstring); ``overrides`` exists for the settings benchmark."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads or physical_cores()
+    so.intra_op_num_threads = threads or usable_cores()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.enable_cpu_mem_arena = True
@@ -139,7 +108,7 @@ class OrtBackend:
 
     @property
     def threads(self) -> int:
-        return self._threads or physical_cores()
+        return self._threads or usable_cores()
 
     def _providers(self) -> list:
         cpu = "CPUExecutionProvider"

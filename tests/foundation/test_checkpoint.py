@@ -22,6 +22,7 @@ from mnm.checkpoint import (
 )
 from mnm.config import PRESETS
 from mnm.errors import MnmError
+from mnm.provenance import file_digest
 
 
 def _net(width: int = 4, seed: int = 0) -> nn.Sequential:
@@ -170,7 +171,7 @@ def test_corrupt_safetensors_with_matching_hash(tmp_path):
     tensor_file.write_bytes(b"\xff" * 64)
     meta_file = tmp_path / "ck" / META_FILE
     meta = json.loads(meta_file.read_text())
-    meta["tensors_sha256"], meta["tensors_bytes"] = ckpt._digest(tensor_file)
+    meta["tensors_sha256"], meta["tensors_bytes"] = file_digest(tensor_file)
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(MnmError, match=f"{TENSORS_FILE}: not a readable safetensors file"):
         load_checkpoint(tmp_path / "ck")
@@ -216,7 +217,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         written.append(path.stat().st_size)  # the new tensors file is on disk at this point
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt, "_digest", interrupted_digest)
+    monkeypatch.setattr(ckpt, "file_digest", interrupted_digest)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "ck", state_tensors({"g": _net(seed=2)}), _meta(step=2))
     monkeypatch.undo()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.bundle_edits import add_engine, edit_manifest
 from tests.runtime.conftest import TINY, photo, tiny_bundle  # noqa: F401  (session fixture re-used here)
 from tests.runtime.test_video import write_video
 from tests.training.conftest import synth_data  # noqa: F401  (session fixture re-used here)
@@ -166,13 +167,6 @@ def corpus(tmp_path_factory, tiny_bundle):  # noqa: F811
     )
 
 
-def edit_manifest(bundle: Path, change) -> None:
-    path = bundle / "manifest.json"
-    manifest = json.loads(path.read_text())
-    change(manifest)
-    path.write_text(json.dumps(manifest, indent=1))
-
-
 def damaged_bundles(source: Path, folder: Path) -> dict[str, Path]:
     """Copies of the tiny bundle, each broken in one way."""
     out = {name: Path(shutil.copytree(source, folder / name))
@@ -183,7 +177,7 @@ def damaged_bundles(source: Path, folder: Path) -> dict[str, Path]:
     data[len(data) // 2] ^= 0x01
     graph.write_bytes(bytes(data))
     edit_manifest(out["bundle_future"], lambda m: m.update(format_version=99))
-    add_foreign_engine(out["bundle_foreign_engine"], "g_child")
+    add_engine(out["bundle_foreign_engine"], "g_child", FOREIGN_MACHINE)
     out["bundle_as_file"] = folder / "bundle.txt"
     out["bundle_as_file"].write_text("a file where a bundle folder is expected\n")
     out["bundle_missing"] = folder / "no-such-bundle"
@@ -191,24 +185,6 @@ def damaged_bundles(source: Path, folder: Path) -> dict[str, Path]:
 
 
 FOREIGN_MACHINE = {"tensorrt_version": "8.6.1", "gpu_name": "NVIDIA GeForce GTX 1080", "compute_capability": "6.1"}
-
-
-def add_foreign_engine(bundle: Path, graph: str) -> None:
-    """An engine (stand-in bytes) and build record from another GPU and TensorRT, listed as the exporter does."""
-    from mnm.runtime.bundle import sha256_file
-
-    engines = bundle / "engines"
-    engines.mkdir(exist_ok=True)
-    engine = engines / f"{graph}.fp32.engine"
-    engine.write_bytes(b"serialized engine for another machine")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    record = {"graph": graph, "precision": "fp32", **FOREIGN_MACHINE,
-              "source_sha256": manifest["graphs"][graph]["sha256"],
-              "rebuild": f"mnm export --preset tiny --random-init --out {bundle} --trt"}
-    (engines / f"{graph}.fp32.json").write_text(json.dumps(record))
-    edit_manifest(bundle, lambda m: m["engines"].update({f"{graph}.fp32": {
-        "file": f"engines/{graph}.fp32.engine", "record": f"engines/{graph}.fp32.json",
-        "sha256": sha256_file(engine)}}))
 
 
 def first_unreadable_file() -> Path | None:

@@ -25,7 +25,8 @@ from mnm.cli import run
 from mnm.codes import as_categorical
 from mnm.errors import MnmError
 from mnm.imaging import load_image, object_crop_box, validate_box
-from mnm.runtime.bundle import Bundle, sha256_file
+from mnm.provenance import sha256_file
+from mnm.runtime.bundle import Bundle
 from mnm.runtime.requests import FACTORS, BoxTable, parse_box, parse_factor, split_specs
 from tests.hardening.conftest import TINY
 

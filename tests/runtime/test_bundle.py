@@ -10,40 +10,11 @@ from mnm.errors import MnmError
 from mnm.runtime.backends import available, create
 from mnm.runtime.backends.tensorrt import choose_engines, engine_problem
 from mnm.runtime.bundle import Bundle
+from tests.bundle_edits import add_engine, edit_manifest
 from tests.runtime.conftest import TINY
 from tests.util import run_cli
 
 H200 = {"tensorrt_version": "10.5.0", "gpu_name": "NVIDIA H200", "compute_capability": "9.0"}
-
-
-def edit_manifest(bundle, change) -> None:
-    path = bundle / "manifest.json"
-    manifest = json.loads(path.read_text())
-    change(manifest)
-    path.write_text(json.dumps(manifest))
-
-
-def add_engine(bundle, graph: str, precision: str = "fp32", **record) -> None:
-    """A stand-in engine file with its build record, listed in the manifest like the exporter does."""
-    from mnm.runtime.bundle import sha256_file
-
-    folder = bundle / "engines"
-    folder.mkdir(exist_ok=True)
-    engine = folder / f"{graph}.{precision}.engine"
-    engine.write_bytes(b"not a real engine")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    source = manifest["graphs"][graph]["sha256"]
-    full = {"graph": graph, "precision": precision, **H200, "source_sha256": source,
-            "rebuild": f"mnm export --preset tiny --random-init --out {bundle} --trt", **record}
-    (folder / f"{graph}.{precision}.json").write_text(json.dumps(full))
-
-    def register(m):
-        m["engines"][f"{graph}.{precision}"] = {
-            "file": f"engines/{graph}.{precision}.engine", "record": f"engines/{graph}.{precision}.json",
-            "sha256": sha256_file(engine),
-        }
-
-    edit_manifest(bundle, register)
 
 
 def one_line_error(result, *fragments) -> str:
@@ -125,7 +96,7 @@ def test_not_a_bundle(tmp_path):
 
 def test_engines_are_refused_on_another_machine_with_how_to_rebuild(bundle_copy):
     for graph in Bundle.open(bundle_copy).graphs:
-        add_engine(bundle_copy, graph)
+        add_engine(bundle_copy, graph, H200)
     bundle = Bundle.open(bundle_copy)
     entry = bundle.engines["g_child.fp32"]
     assert engine_problem(bundle, entry, H200) is None
@@ -139,7 +110,7 @@ def test_engines_are_refused_on_another_machine_with_how_to_rebuild(bundle_copy)
     with pytest.raises(MnmError, match="rebuild"):
         choose_engines(bundle, a100)
 
-    add_engine(bundle_copy, "g_parent", source_sha256="0" * 64)  # built from another graph
+    add_engine(bundle_copy, "g_parent", H200, source_sha256="0" * 64)  # built from another graph
     bundle = Bundle.open(bundle_copy)
     assert "another g_parent graph" in engine_problem(bundle, bundle.engines["g_parent.fp32"], H200)
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from mnm.checkpoint import load_checkpoint
-from mnm.training.cli import _wait_all
 from mnm.training.distributed import tensor_digest
+from mnm.training.launcher import _wait_all
 from tests.util import run_cli
 
 

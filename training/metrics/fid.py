@@ -9,9 +9,7 @@ The math takes features from any extractor. ``evaluate`` uses the FID Inception 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +18,7 @@ from mnm.codes import sample_codes
 from mnm.errors import MnmError
 from mnm.imaging import to_uint8
 from mnm.progress import track
+from mnm.provenance import sha256_file
 from mnm.training.datasets import open_dataset
 from mnm.training.metrics.inputs import Model, check_common, dataset_batches
 
@@ -175,7 +174,7 @@ def evaluate(model: Model, data: str, inception_weights: str | None = None, n: i
     scores = compare(model, data, net, n, seed, split, batch)
     return {
         "data": str(data), "split": split, "seed": seed, **scores,
-        "inception": {"file": str(path), "sha256": _sha256(path),
+        "inception": {"file": str(path), "sha256": sha256_file(path),
                       "weights": "TensorFlow Inception 2015-12-05 (FID reference), pool-3 features, 2048-d"},
         "protocol": {
             "resize": RESIZE,
@@ -186,14 +185,6 @@ def evaluate(model: Model, data: str, inception_weights: str | None = None, n: i
             "note": "FID is biased upward at small N: compare numbers only at the same N (the paper uses 30K)",
         },
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def summary(result: dict) -> str:

@@ -8,7 +8,6 @@ provides ``check(**options)`` (fails fast on bad options, before a model is load
 
 from __future__ import annotations
 
-import datetime
 import importlib
 import json
 import platform
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from mnm.atomic import write_text
 from mnm.errors import MnmError
+from mnm.provenance import utc_now
 
 METRICS = {
     "clustering": "mnm.training.metrics.clustering",
@@ -66,7 +66,7 @@ def run_metric(name: str, run: str | Path, output: str | Path | None = None, dev
     result = module.evaluate(model, **options)
     record = {
         "metric": name,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "run": str(run),
         "checkpoint": model.meta["path"],
         "step": model.meta.get("step"),

@@ -1,9 +1,9 @@
-"""Starting training processes: ``python -m mnm.training.cli`` and the ``--nproc`` launcher.
+"""Starting training processes: ``python -m mnm.training.launcher`` and the ``--nproc`` launcher.
 
-``torchrun --nproc_per_node=N -m mnm.training.cli code --data DIR ...`` takes the same options as
+``torchrun --nproc_per_node=N -m mnm.training.launcher code --data DIR ...`` takes the same options as
 ``mnm train code``; each process reads the process group from the environment torchrun sets.
 ``mnm train code --nproc N`` starts N such processes itself (``launch``, without importing torch),
-each running ``python -m mnm.training.cli worker --spec FILE``.
+each running ``python -m mnm.training.launcher worker --spec FILE``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def launch(spec: dict, nproc: int, grace_s: float = 10.0) -> int:
             "MASTER_PORT": str(_free_port()),
             LAUNCHER_PID: str(os.getpid()),
         }
-        cmd = [sys.executable, "-m", "mnm.training.cli", "worker", "--spec", str(spec_file)]
+        cmd = [sys.executable, "-m", "mnm.training.launcher", "worker", "--spec", str(spec_file)]
         children = [
             subprocess.Popen(cmd, env={**base_env, "RANK": str(rank), "LOCAL_RANK": str(rank)})
             for rank in range(nproc)

@@ -1,9 +1,9 @@
-"""The machine a benchmark ran on: its details and its measured fp32 peak.
+"""The measured fp32 peak of this machine, and its details for benchmark reports.
 
 The peak is what one large fp32 matrix product achieves here, measured two ways: numpy (its BLAS)
 and onnxruntime's MatMul (the kernels the runtime uses). Both are reported and the higher is the
 peak that graph timings are compared against (the roofline), since either library proves the
-machine can reach it. ``python benchmarks/machine.py`` prints both as JSON.
+machine can reach it. ``python benchmarks/peak.py`` prints both as JSON.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import sys
 
 import numpy as np
 
-from mnm.runtime.bench import machine_details, measure, summarize
+from mnm.runtime import machine
+from mnm.runtime.bench import measure, summarize
 
 PEAK_SIZE = 2048  # 2048³ MACs = 17.2 GFLOP per product: long enough to hide call overheads
 
 
 def details() -> dict:
-    """``mnm.runtime.bench.machine_details`` plus the training-side libraries and numpy's BLAS."""
-    info = machine_details(extra_libraries=("torch", "onnx", "onnxscript"))
+    """``mnm.runtime.machine.details`` plus the training-side libraries and numpy's BLAS."""
+    info = machine.details(extra_libraries=("torch", "onnx", "onnxscript"))
     info["numpy_blas"] = _numpy_blas()
     return info
 

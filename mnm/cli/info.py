@@ -1,0 +1,157 @@
+"""`mnm info`: what a bundle holds (config, graphs, fp16 graphs, engines) and whether every file is intact.
+
+Runs on the lean install: the runtime is imported inside the command and never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mnm.cli.app import app
+from mnm.errors import MnmError
+
+
+@app.command("info")
+def info(
+    bundle: Path = typer.Argument(..., help="Exported bundle folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Describe and verify a bundle: config, graphs, fp16 graphs, engines (and whether they fit here).
+
+    Every file's sha256 is checked; the command exits non-zero naming a file that does not match.
+    """
+    from mnm.runtime.bundle import Bundle
+
+    opened = Bundle.open(bundle, verify=False)
+    report = _report(opened)
+    typer.echo(json.dumps(report, indent=2) if as_json else _text(report))
+    bad = [f for f in report["files"] if f["problem"]]
+    if bad:
+        more = f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""
+        raise MnmError(f"{bad[0]['file']}: {bad[0]['problem']}{more}")
+
+
+def _report(bundle) -> dict:
+    from mnm.runtime.backends import available
+
+    manifest = bundle.manifest
+    problems = {str(p): problem for p, problem in bundle.check_files()}
+
+    def graph_rows(table):
+        return [
+            {
+                "name": g.name,
+                "file": str(g.path.relative_to(bundle.path)),
+                "precision": g.precision,
+                "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in g.inputs],
+                "outputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in g.outputs],
+                "params": g.params,
+                "macs_per_image": g.macs_per_image,
+                "bytes": g.bytes,
+                "parity": g.parity,
+                "sha256_ok": problems[str(g.path)] is None,
+            }
+            for g in table.values()
+        ]
+
+    return {
+        "bundle": str(bundle.path),
+        "format_version": manifest.get("format_version"),
+        "created": manifest.get("created"),
+        "source": manifest.get("source"),
+        "exporter": manifest.get("exporter"),
+        "opset": manifest.get("opset"),
+        "config": bundle.config.to_dict(),
+        "modes": list(bundle.modes),
+        "normalization": manifest.get("normalization"),
+        "graphs": graph_rows(bundle.graphs),
+        "graphs_fp16": graph_rows(bundle.graphs_fp16),
+        "engines": _engine_rows(bundle, problems),
+        "backends": available(bundle),
+        "files": [{"file": f, "problem": p} for f, p in problems.items()],
+    }
+
+
+def _engine_rows(bundle, problems: dict) -> list[dict]:
+    if not bundle.engines:
+        return []
+    from mnm.runtime.backends.tensorrt import engine_problem, machine_info
+
+    try:
+        machine, no_machine = machine_info(), None
+    except MnmError as exc:
+        machine, no_machine = None, str(exc)
+    rows = []
+    for entry in bundle.engines.values():
+        try:
+            record = entry.record()
+            fit = no_machine or engine_problem(bundle, entry, machine)
+        except MnmError as exc:
+            record, fit = {}, str(exc)
+        rows.append({
+            "key": entry.key,
+            "file": str(entry.path.relative_to(bundle.path)),
+            "precision": entry.precision,
+            "tensorrt_version": record.get("tensorrt_version"),
+            "gpu_name": record.get("gpu_name"),
+            "compute_capability": record.get("compute_capability"),
+            "profiles": record.get("profiles"),
+            "fits_here": fit is None,
+            "why_not": fit,
+            "sha256_ok": problems[str(entry.path)] is None,
+        })
+    return rows
+
+
+def _text(report: dict) -> str:
+    cfg = report["config"]
+    source = report["source"] or {}
+    lines = [
+        f"bundle {report['bundle']} (format {report['format_version']}, created {report['created']})",
+        f"source: {source.get('kind', '?')}" + "".join(f", {k} {v}" for k, v in source.items() if k != "kind"),
+        "config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()),
+        f"modes: {', '.join(report['modes'])}; opset {report['opset']}",
+    ]
+    for title, rows in (("graphs", report["graphs"]), ("fp16 graphs", report["graphs_fp16"])):
+        if not rows and title == "fp16 graphs":
+            lines.append("fp16 graphs: none (export with --fp16)")
+            continue
+        lines.append(f"{title}:")
+        for g in rows:
+            ins = ", ".join(f"{t['name']}{_shape(t['shape'])}" for t in g["inputs"])
+            outs = ", ".join(f"{t['name']}{_shape(t['shape'])}" for t in g["outputs"])
+            parity = _parity(g["parity"])
+            ok = "sha256 ok" if g["sha256_ok"] else "SHA256 MISMATCH OR MISSING"
+            lines.append(
+                f"  {g['name']:<13} {g['macs_per_image'] / 1e6:9.2f} M MACs  {g['bytes'] / 2**20:7.2f} MiB  "
+                f"{parity}  {ok}"
+            )
+            lines.append(f"  {'':<13} in: {ins}  out: {outs}")
+    if report["engines"]:
+        lines.append("engines:")
+        for e in report["engines"]:
+            fit = "fits this machine" if e["fits_here"] else f"does not fit: {e['why_not']}"
+            built = f"TensorRT {e['tensorrt_version']}, {e['gpu_name']} (sm {e['compute_capability']})"
+            lines.append(f"  {e['key']:<20} {built}: {fit}")
+    else:
+        lines.append("engines: none (export with --trt on a GPU machine)")
+    usable = [name for name, why in report["backends"].items() if why is None]
+    lines.append(f"backends here: {', '.join(usable) or 'none'}")
+    bad = [f for f in report["files"] if f["problem"]]
+    lines.append(f"files: {len(report['files'])} checked, " + (f"{len(bad)} bad" if bad else "all sha256 match"))
+    return "\n".join(lines)
+
+
+def _shape(shape: list) -> str:
+    return "[" + ",".join("N" if d == "batch" else str(d) for d in shape) + "]"
+
+
+def _parity(parity: dict) -> str:
+    diffs = parity.get("max_abs_diff") or {}
+    if not diffs:
+        return "parity: not recorded"
+    worst = max(diffs.values())
+    return f"parity vs {parity.get('reference', 'torch')}: max |diff| {worst:.1e} (tol {parity.get('tolerance', '?')})"

@@ -1,0 +1,21 @@
+"""Opening a ``Pipeline`` from command-line options, shared by the runtime commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None):
+    """The verified bundle's pipeline, saying on stderr which backend runs (``mnm animate`` uses it too)."""
+    from mnm.runtime.bundle import Bundle
+    from mnm.runtime.pipeline import Pipeline
+
+    options = {} if threads is None else {"threads": threads}
+    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, **options)
+    how = "picked by --backend auto" if backend == "auto" else "as asked"
+    typer.echo(f"backend: {pipe.backend.description}, {how}", err=True)
+    for reason in getattr(pipe.backend, "skipped", []):
+        typer.echo(f"  not used: {reason}", err=True)
+    return pipe
