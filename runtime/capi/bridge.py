@@ -269,8 +269,8 @@ def grid(pipeline, request, image, cells):
             _c.check_output(out, size, size, f"cells[{i}]")
         result = pipe.grid(**lists, mode=mode, seed=request.seed)
         picture = result.image()
-    _c.put_images([image, *outs], [picture, *(cell.image for cell in result.cells)],
-                  ["image", *(f"cells[{i}]" for i in range(len(outs)))])
+    cell_images = [cell.image for cell in result.cells] if outs else []
+    _c.put_images([image, *outs], [picture, *cell_images], ["image", *(f"cells[{i}]" for i in range(len(outs)))])
 
 
 def _factor_list(request, kind: str, images: _Images) -> list:
