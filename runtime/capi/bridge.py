@@ -184,7 +184,7 @@ class _Images:
 
     def get(self, image, what: str):
         _c.require(image, what)
-        key = (int(_c.ffi.cast("uintptr_t", image.data)), image.width, image.height, image.stride)
+        key = (int(_c.ffi.cast("uintptr_t", image.data)), image.width, image.height, image.stride, image.size)
         if key not in self._copies:
             self._copies[key] = _c.image(image, what)
         return self._copies[key]

@@ -234,6 +234,14 @@ int main(int argc, char **argv)
     corrupt.width = bg.width;
     corrupt.data = NULL;
     EXPECT(mnm_mix(pipe, &request, &out), MNM_ERR_ARGUMENT, "background: data is NULL");
+    corrupt.data = bg.data; /* the valid background's pixels, but a size too small: checked on its own */
+    corrupt.size = 100;
+    request.background = image_factor(&bg);
+    request.texture = image_factor(&corrupt);
+    EXPECT(mnm_mix(pipe, &request, &out), MNM_ERR_ARGUMENT, "texture: buffer size 100 is too small");
+    request.texture = image_factor(&texture);
+    corrupt.size = bg.size;
+    corrupt.data = NULL;
     request.background = image_factor(&bg);
     request.background.spec = "random";
     EXPECT(mnm_mix(pipe, &request, &out), MNM_ERR_ARGUMENT, "background: give a spec or an image, not both");
