@@ -11,6 +11,6 @@ def test_four_threads_sharing_one_pipeline_make_the_images_of_one_thread(cpp):
     assert result.stdout.splitlines() == [
         "mixes identical 32/32 (3 rounds, 4 threads)",
         "animated frames identical 96/96",
-        "own error messages 96/96",  # each thread reads its own mnm_last_error
+        "own error messages 2400/2400",  # each thread reads its own mnm_last_error
     ]
     assert result.stderr == ""

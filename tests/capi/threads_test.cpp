@@ -4,7 +4,8 @@
 //
 // One pipeline runs every job in turn; a second, fresh one (empty caches, so the threads also race
 // on cache misses) runs them from four threads at once, three rounds each, with an animator per
-// thread and per-thread error messages. Prints the counts; exits 1 on any difference.
+// thread; first, all four threads fail calls at once, each checking it reads its own message.
+// Prints the counts; exits 1 on any difference.
 #include <atomic>
 #include <iostream>
 #include <string>
@@ -15,7 +16,7 @@
 
 namespace {
 
-constexpr int kThreads = 4, kJobs = 32, kRounds = 3, kFrames = 6;
+constexpr int kThreads = 4, kJobs = 32, kRounds = 3, kFrames = 6, kErrors = 600;
 
 mnm::Image picture(int width, int height, int seed)
 {
@@ -86,19 +87,20 @@ int main(int argc, char **argv)
                 ready.fetch_add(1);
                 while (ready.load() < kThreads) // start together
                     std::this_thread::yield();
+                // Failures of this thread's own, all threads at once: each message must name this thread's box.
+                std::string want = "(" + std::to_string(1000 + t) + ", 0, 5, 5)";
+                for (int i = 0; i < kErrors; ++i)
+                    try {
+                        shared.mix(mnm::Factor(pictures[0]).box(1000 + t, 0, 5, 5), "random", "random", "random");
+                    } catch (const mnm::Error &error) {
+                        errors_ok[t] += error.status() == MNM_ERR_ARGUMENT &&
+                                        std::string(error.what()).find(want) != std::string::npos;
+                    }
                 mnm::Animator animator = shared.animator(pictures[t], t % 2 ? mnm::Mode::Feature : mnm::Mode::Code);
                 for (int round = 0; round < kRounds; ++round)
                     for (int i = t; i < kJobs; i += kThreads) {
                         got[i].push_back(run(shared, jobs[i]));
                         got_frames[t].push_back(animator.frame(pictures[(t + got_frames[t].size()) % 6]));
-                        // A failure of this thread's own: its message must name this thread's box.
-                        try {
-                            shared.mix(mnm::Factor(pictures[0]).box(1000 + t, 0, 5, 5), "random", "random", "random");
-                        } catch (const mnm::Error &error) {
-                            std::string want = "(" + std::to_string(1000 + t) + ", 0, 5, 5)";
-                            errors_ok[t] += error.status() == MNM_ERR_ARGUMENT &&
-                                            std::string(error.what()).find(want) != std::string::npos;
-                        }
                     }
             });
         for (std::thread &thread : threads)
@@ -119,8 +121,8 @@ int main(int argc, char **argv)
         std::cout << "mixes identical " << same << "/" << kJobs << " (" << kRounds << " rounds, " << kThreads
                   << " threads)\n"
                   << "animated frames identical " << same_frames << "/" << frames << "\n"
-                  << "own error messages " << errors << "/" << kJobs * kRounds << "\n";
-        return same == kJobs && same_frames == frames && errors == kJobs * kRounds ? 0 : 1;
+                  << "own error messages " << errors << "/" << kThreads * kErrors << "\n";
+        return same == kJobs && same_frames == frames && errors == kThreads * kErrors ? 0 : 1;
     } catch (const mnm::Error &error) {
         std::cerr << "error: " << error.status_name() << ": " << error.what() << "\n";
         return 2;
