@@ -101,13 +101,17 @@ def ensure_packages(examples: bool, install: bool) -> None:
 # ---------------------------------------------------------------------- the library
 
 
-def declarations() -> str:
-    """What cffi must know: mnm.h's types (between its markers) and bridge.h's extern "Python" functions."""
+def header_types() -> str:
+    """mnm.h's types: the plain C between its MNM_DECLARATIONS markers, for cffi."""
     header = (INCLUDE / "mnm.h").read_text()
     begin, end = header.index("MNM_DECLARATIONS_BEGIN"), header.index("/* MNM_DECLARATIONS_END")
-    types = header[header.index("\n", begin) + 1 : end]
+    return header[header.index("\n", begin) + 1 : end]
+
+
+def declarations() -> str:
+    """What cffi must know to build the library: the types and bridge.h's extern "Python" functions."""
     bridge = (HERE / "bridge.h").read_text().replace("MNM_BRIDGE ", "")
-    return f'{types}\nextern "Python" {{\n{bridge}\n}}\n{HELPERS}'
+    return f'{header_types()}\nextern "Python" {{\n{bridge}\n}}\n{HELPERS}'
 
 
 def build_config() -> dict[str, str]:

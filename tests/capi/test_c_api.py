@@ -96,3 +96,18 @@ def test_mnm_python_selects_the_environment(cpp, references, tmp_path):
     result = _mix_with_python(cpp, references, tmp_path, sys.executable)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.png").exists()
+
+
+def test_the_embedded_runtime_never_imports_torch(cpp, references, tmp_path):
+    """An environment that sees this one's packages but where `import torch` fails: the C API still works."""
+    env = tmp_path / "no-torch"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    site_packages = env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (site_packages / "torch").mkdir()
+    (site_packages / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked here')\n")
+    ours = [p for p in sys.path if p.endswith("site-packages")]
+    (site_packages / "zz_the_tested_environment.pth").write_text(
+        f"import site; list(map(site.addsitedir, {ours!r}))\n")
+    result = _mix_with_python(cpp, references, tmp_path, str(env / "bin" / "python"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.png").exists()
