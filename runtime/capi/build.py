@@ -184,7 +184,7 @@ def build_examples(out: Path, source: Path) -> None:
         raise MnmError(f"{source}: no CMakeLists.txt (the examples are in a source checkout: --examples DIR)")
     work = out / "examples-build"
     configure = ["cmake", "-S", str(source), "-B", str(work), "-DCMAKE_BUILD_TYPE=Release",
-                 f"-DMNM_ROOT={out.resolve()}", f"-DCMAKE_RUNTIME_OUTPUT_DIRECTORY={out.resolve()}"]
+                 f"-DMNM_ROOT={out}", f"-DCMAKE_RUNTIME_OUTPUT_DIRECTORY={out}", "-DMNM_WERROR=ON"]
     for step in (configure, ["cmake", "--build", str(work), "--parallel", str(os.cpu_count() or 1)]):
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode != 0:
