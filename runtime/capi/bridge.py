@@ -79,7 +79,7 @@ def describe(exc: BaseException) -> tuple[str, str]:
         return exc.status, str(exc)
     for kind, status in _STATUS_OF:
         if isinstance(exc, kind):
-            return status, str(exc) or "out of memory"
+            return status, str(exc) or ("out of memory" if isinstance(exc, MemoryError) else type(exc).__name__)
     message = " ".join(f"internal error (please report it): {type(exc).__name__}: {exc}".split())
     if os.environ.get("MNM_CAPI_DEBUG") == "1":
         message += "\n" + "".join(traceback.format_exception(exc))
