@@ -5,7 +5,8 @@
 // Each factor is an image file (decoded here with OpenCV and handed over as RGB pixels) or a spec:
 // random, code:K, seed:N. In feature mode the shape comes from the pose image: give the same file
 // for SHAPE and POSE. The output is written by the library with the CLI's encoder, atomically, so
-// for the same pixels it is byte for byte the file `mnm mix` writes.
+// for the same pixels it is byte for byte the file `mnm mix` writes. OpenCV decodes PNGs without
+// transparency to the same pixels as mnm; it drops an alpha channel (mnm composites it over white).
 #include <cstdint>
 #include <string>
 #include <vector>
