@@ -26,3 +26,9 @@ class Backend(Protocol):
     ) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line (libraries raise multi-line messages)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
