@@ -22,7 +22,10 @@ AUTO_ORDER = ("tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
 TENSORRT_OPTIONS = ("precision", "device_id")
 
 
-def _build(bundle: Bundle, name: str, options: dict) -> Backend:
+def start(bundle: Bundle, name: str, **options) -> Backend:
+    """Backend ``name`` created for ``bundle``, or ``BackendUnavailable`` saying why it cannot run here."""
+    if name not in NAMES:
+        raise MnmError(f"unknown backend {name!r}; choose auto, {', '.join(NAMES)}")
     if name == "tensorrt":
         from mnm.runtime.backends.tensorrt import TensorRTBackend
 
@@ -41,17 +44,15 @@ def create(bundle: Bundle, name: str = "auto", **options) -> Backend:
         skipped = []
         for candidate in AUTO_ORDER:
             try:
-                backend = _build(bundle, candidate, dict(options))
+                backend = start(bundle, candidate, **options)
             except BackendUnavailable as exc:
                 skipped.append(f"{candidate}: {exc}")
                 continue
             backend.skipped = skipped
             return backend
         raise MnmError("no backend can run here: " + "; ".join(skipped))
-    if name not in NAMES:
-        raise MnmError(f"unknown backend {name!r}; choose auto, {', '.join(NAMES)}")
     try:
-        backend = _build(bundle, name, dict(options))
+        backend = start(bundle, name, **options)
     except BackendUnavailable as exc:
         raise MnmError(f"backend {name} cannot run here: {exc}") from None
     backend.skipped = []
@@ -72,7 +73,7 @@ def probe(bundle: Bundle, names=AUTO_ORDER, **options) -> dict[str, Probe]:
     found = {}
     for name in names:
         try:
-            backend = _build(bundle, name, dict(options))
+            backend = start(bundle, name, **options)
         except BackendUnavailable as exc:
             found[name] = Probe(name, False, str(exc))
             continue
@@ -81,4 +82,4 @@ def probe(bundle: Bundle, names=AUTO_ORDER, **options) -> dict[str, Probe]:
     return found
 
 
-__all__ = ["AUTO_ORDER", "NAMES", "Backend", "BackendUnavailable", "Probe", "create", "probe"]
+__all__ = ["AUTO_ORDER", "NAMES", "Backend", "BackendUnavailable", "Probe", "create", "probe", "start"]

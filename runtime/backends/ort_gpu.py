@@ -134,7 +134,8 @@ def profile_shapes(graph: GraphEntry, max_batch: int) -> tuple[str, str, str]:
     return shapes(1), shapes(max_batch), shapes(max_batch)
 
 
-def tensorrt_cache_dir(bundle: Bundle, precision: str, max_batch: int, device_id: int, base: Path | None = None) -> Path:
+def tensorrt_cache_dir(bundle: Bundle, precision: str, max_batch: int, device_id: int,
+                       base: Path | None = None) -> Path:
     """``<cache>/mnm/ort-trt/<bundle>/ort<v>-trt<v>-sm<cc>/<precision>-b<max_batch>``."""
     import onnxruntime as ort
 
