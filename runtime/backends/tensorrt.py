@@ -109,6 +109,19 @@ def start_runtime(trt, version_compatible: bool = False):
     return runtime
 
 
+def runtime_check(device_id: int = 0) -> str:
+    """That TensorRT starts on GPU ``device_id`` (whatever engines a bundle holds): a description,
+    or ``BackendUnavailable`` saying why not."""
+    trt, cudart = _modules()
+    machine = machine_info(device_id)
+    try:
+        cuda.use_device(cudart, device_id)
+    except MnmError as exc:
+        raise BackendUnavailable(str(exc)) from None
+    start_runtime(trt)
+    return f"TensorRT {trt.__version__} starts on {machine['gpu_name']} (sm {machine['compute_capability']})"
+
+
 class TensorRTBackend:
     """``run(graph, feeds)`` on the bundle's prebuilt TensorRT engines, all loaded at creation."""
 
