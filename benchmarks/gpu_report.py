@@ -23,7 +23,7 @@ def markdown(report: dict) -> str:
     lines += _table("GPU backends (each created for real)", ("backend", "starts", "detail"),
                     [(name, "yes" if b["starts"] else "no", b["detail"])
                      for name, b in (report.get("backends") or {}).items()])
-    for name, entry in (report.get("bench") or {}).items():
+    for entry in (report.get("bench") or {}).values():
         rows = [(graph, batch, f"{r['median_ms']:.3f}", f"{r['images_per_s']:.1f}")
                 for graph, per_batch in entry["graphs"].items() for batch, r in per_batch.items()]
         rows += [(scenario, r["images"], f"{r['median_ms']:.3f}", f"{r['images_per_s']:.1f}")
@@ -44,7 +44,8 @@ def _machine(machine: dict | None) -> list[str]:
     if not machine:
         return ["Machine: not recorded.", ""]
     inst, torch = machine["installation"], machine.get("torch", {})
-    gpus = "; ".join(f"{g['name']} (sm {g['compute_capability']}, driver {g['driver']})" for g in inst["gpus"]) or "none"
+    gpus = "; ".join(f"{g['name']} (sm {g['compute_capability']}, driver {g['driver']})"
+                     for g in inst["gpus"]) or "none"
     devices = "; ".join(f"{d['index']}: {d['name']}" for d in torch.get("devices", [])) or "none"
     packages = ", ".join(f"{k} {v}" for k, v in inst["packages"].items())
     return [f"- GPUs (nvidia-smi order): {gpus}; driver's newest CUDA {inst.get('driver_cuda')}",

@@ -223,8 +223,8 @@ def baselines_step(run: Run, args, report: dict, work: Path) -> None:
         run.skip("PyTorch baselines", report["no_device"])
         return
     target = work / "torch-baselines.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "torch_cuda.py"), "--preset", args.baseline_preset, "--batch", args.batches,
-           "--repeats", str(args.repeats), "--device", args.device, "--json", str(target)]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "torch_cuda.py"), "--preset", args.baseline_preset,
+           "--batch", args.batches, "--repeats", str(args.repeats), "--device", args.device, "--json", str(target)]
     if run.call(f"PyTorch baselines ({args.baseline_preset})", cmd, 180):
         report["torch_baselines"] = json.loads(target.read_text())
         if args.device != "cuda":
@@ -259,8 +259,9 @@ def tests_step(run: Run, args, report: dict, work: Path) -> None:
         run.skip("GPU tests", "pytest is not installed for this Python (carry it: benchmarks/README.md)")
         return
     xml = work / "gpu-tests.xml"
-    cmd = [sys.executable, "-c", PYTEST_CODE, "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider", f"--rootdir={ROOT}",
-           "-c", str(ROOT / "pyproject.toml"), f"--junitxml={xml}", *(str(ROOT / f) for f in TEST_FILES)]
+    cmd = [sys.executable, "-c", PYTEST_CODE, "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
+           f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"), f"--junitxml={xml}",
+           *(str(ROOT / f) for f in TEST_FILES)]
     proc = run.call("GPU tests (pytest -m gpu)", cmd, 240, ok=(0, 1))  # 1: some failed, listed below
     if xml.is_file():
         report["gpu_tests"] = junit_summary(xml)
