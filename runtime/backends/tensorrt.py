@@ -74,24 +74,25 @@ def choose_engines(bundle: Bundle, machine: dict, precision: str = "auto") -> di
     if not bundle.engines:
         raise BackendUnavailable(f"{bundle.path}: the bundle has no TensorRT engines; {REBUILD}")
     order = ["fp16", "fp32"] if precision == "auto" else [precision]
-    problems: list[str] = []
+    misfits: list[str] = []  # an engine is there but does not fit: the reason worth giving first
+    missing: list[str] = []
     for prec in order:
-        chosen, missing = {}, []
+        chosen, absent = {}, []
         for graph in bundle.graphs:
             entry = bundle.engines.get(f"{graph}.{prec}")
             if entry is None:
-                missing.append(graph)
+                absent.append(graph)
                 continue
             problem = engine_problem(bundle, entry, machine)
             if problem:
-                problems.append(problem)
+                misfits.append(problem)
             else:
                 chosen[graph] = entry
         if len(chosen) == len(bundle.graphs):
             return chosen
-        if missing and not problems:
-            problems.append(f"{bundle.path}: no {prec} engine for {', '.join(missing)}; {REBUILD}")
-    raise BackendUnavailable(problems[0])
+        if absent:
+            missing.append(f"{bundle.path}: no {prec} engine for {', '.join(absent)}; {REBUILD}")
+    raise BackendUnavailable((misfits or missing)[0])
 
 
 def start_runtime(trt, version_compatible: bool = False):
