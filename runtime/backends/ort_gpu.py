@@ -49,18 +49,18 @@ def preload_cuda_libraries() -> str:
         return _preload["notes"]
 
 
-def import_tensorrt() -> str | None:
+def import_tensorrt(capi: Path | None = None) -> str | None:
     """Import the tensorrt wheel (loading its libraries) if installed; its version, else None.
 
-    Refuses, as ``BackendUnavailable``, a TensorRT major that the installed onnxruntime's TensorRT
-    provider was not built for."""
+    Refuses, as ``BackendUnavailable``, a TensorRT major that the TensorRT provider of the installed
+    onnxruntime (its ``capi`` folder) was not built for."""
     try:
         import tensorrt
     except ImportError:
         return None
     except Exception as exc:
         raise BackendUnavailable(f"the tensorrt package is installed but does not load ({first_line(exc)})") from None
-    linked = linked_tensorrt_major()
+    linked = linked_tensorrt_major(capi)
     installed = str(tensorrt.__version__)
     if linked is not None and installed.split(".")[0] != str(linked):
         cuda = _cuda_suffix()
