@@ -35,7 +35,8 @@ def test_the_tensorrt_provider_gets_one_profile_from_batch_one_to_max_batch(tiny
         "shape_feature:16x4x32x32,c:16x4,background:16x3x32x32")
     assert options["trt_engine_cache_enable"] == options["trt_timing_cache_enable"] == "1"
     assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"] == str(tmp_path)
-    assert options["trt_fp16_enable"] == "0" and tensorrt_options(graph, 0, "fp16", 1, tmp_path)["trt_fp16_enable"] == "1"
+    assert options["trt_fp16_enable"] == "0"
+    assert tensorrt_options(graph, 0, "fp16", 1, tmp_path)["trt_fp16_enable"] == "1"
 
 
 def test_the_engine_cache_folder_is_keyed_by_what_invalidates_an_engine(tiny_bundle, tmp_path):
