@@ -21,7 +21,7 @@ if [ -z "$PY" ]; then
 fi
 
 SITE=""
-cleanup() { [ -n "$SITE" ] && rm -rf "$SITE"; }
+cleanup() { if [ -n "$SITE" ]; then rm -rf "$SITE"; fi; }
 trap cleanup EXIT
 if ! "$PY" -c 'import sys, mnm.training, mnm.export, mnm.runtime, mnm
 sys.exit(0 if mnm.__file__.startswith(sys.argv[1]) else 1)' "$ROOT/" 2>/dev/null; then
@@ -36,4 +36,6 @@ fi
 if [ -d "$ROOT/.gpu-deps" ]; then export PYTHONPATH="$ROOT/.gpu-deps${PYTHONPATH:+:$PYTHONPATH}"; fi
 
 cd "$ROOT"
-"$PY" "$ROOT/benchmarks/gpu_run.py" "$OUT_DIR" "$@"
+status=0
+"$PY" "$ROOT/benchmarks/gpu_run.py" "$OUT_DIR" "$@" || status=$?
+exit "$status"

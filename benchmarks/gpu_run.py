@@ -214,7 +214,7 @@ def training_speed(stats: Path, preset: str, precision: str, batch: int) -> dict
     steady = records[1:] or records
     sec = statistics.median(r["sec_per_step"] for r in steady)
     return {"preset": preset, "precision": precision, "batch": batch, "steps": records[-1]["step"],
-            "steps_per_s": round(1 / sec, 3), "images_per_s": round(batch / sec, 1),
+            "steps_per_s": round(1 / sec, 3), "images_per_s": round(batch / sec, 2),
             "first_record_sec_per_step": records[0]["sec_per_step"], "records": len(records)}
 
 
