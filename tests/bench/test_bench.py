@@ -180,3 +180,25 @@ def test_profile_trace_summary():
     assert summary["kernel_ms_per_run"] == pytest.approx(5.0)
     assert summary["ops"][0] == {"op": "Conv", "ms": pytest.approx(4.0), "share": pytest.approx(0.8)}
     assert summary["slowest_nodes"][1]["node"] == "add"
+
+
+def test_mnm_bench_all_starts_each_backend_and_keeps_going_past_those_that_do_not(tiny_bundle, tmp_path):
+    out = tmp_path / "all.json"
+    result = run_cli("bench", tiny_bundle, "--backend", "all", "--batch", "1", "--repeats", "1", "--warmup", "0",
+                     "--json", out, block_torch=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert "ort-cpu" in report["backends"]
+    assert set(report["backends"]) | set(report["skipped_backends"]) == {"tensorrt", "ort-trt", "ort-cuda", "ort-cpu"}
+    for name, reason in report["skipped_backends"].items():
+        assert reason and "\n" not in reason
+        assert f"skipped {name}: {reason}" in result.stdout
+
+
+def test_mnm_bench_verbose_says_why_auto_passed_over_the_faster_backends(tiny_bundle):
+    result = run_cli("bench", tiny_bundle, "--batch", "1", "--repeats", "1", "--warmup", "0", "--verbose",
+                     block_torch=True)
+    assert result.returncode == 0, result.stderr
+    if "--backend auto picked ort-cpu; not used:" not in result.stderr:
+        pytest.skip("a GPU backend started here")
+    assert "  tensorrt: " in result.stderr and "  ort-cuda: " in result.stderr
