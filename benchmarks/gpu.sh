@@ -6,10 +6,9 @@
 # Needs no network and installs nothing: it runs with .venv/bin/python where there is one, else
 # $PYTHON, else python3. Where `mnm` is not installed for that Python it builds a throw-away
 # import tree (mnm/ with training/, export/ and runtime/ linked in as mnm.training, mnm.export and
-# mnm.runtime, the mapping pyproject.toml's package-dir makes) and puts it on PYTHONPATH, plus
-# .gpu-deps/ (pure-Python test tools carried beside the tree) when present. Then
+# mnm.runtime, the mapping pyproject.toml's package-dir makes) and puts it on PYTHONPATH. Then
 # benchmarks/gpu_run.py measures what it can within its time budget and records what it could not,
-# and why; it writes OUT_DIR/gpu.json and OUT_DIR/gpu.md and exits 0 also where there is no GPU.
+# and why; it writes OUT_DIR/gpu.json, gpu.md and gpu.log and exits 0 also where there is no GPU.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,7 +32,6 @@ sys.exit(0 if mnm.__file__.startswith(sys.argv[1]) else 1)' "$ROOT/" 2>/dev/null
   ln -s "$ROOT/runtime" "$SITE/mnm/runtime"
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
-if [ -d "$ROOT/.gpu-deps" ]; then export PYTHONPATH="$ROOT/.gpu-deps${PYTHONPATH:+:$PYTHONPATH}"; fi
 
 cd "$ROOT"
 status=0

@@ -17,8 +17,9 @@ from the budget; a step that cannot run here, fails, or no longer fits the budge
    where TensorRT starts), then ``mnm bench`` on each;
 6. the GPU tests (``pytest -m gpu`` on the files that hold them).
 
-Writes OUT_DIR/gpu.json, OUT_DIR/gpu.md and OUT_DIR/logs/ (each step's output); exits 0 unless the
-report itself cannot be written. ``--device cpu`` with tiny settings exercises the same steps where
+Writes OUT_DIR/gpu.json, OUT_DIR/gpu.md and OUT_DIR/gpu.log (every step's command and output):
+three files, so all of them come back from a lent device. Exits 0 unless the report itself cannot
+be written. ``--device cpu`` with tiny settings exercises the same steps where
 there is no GPU (the test suite does).
 """
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -84,8 +84,9 @@ class Run:
     """Runs the steps against one deadline and keeps the record: results, skips, step times."""
 
     def __init__(self, out: Path, budget: float, work: Path):
-        self.out, self.logs, self.work = out, out / "logs", work
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.out, self.log, self.work = out, out / "gpu.log", work
+        out.mkdir(parents=True, exist_ok=True)
+        self.log.write_text("")
         self.start = time.monotonic()
         self.deadline = self.start + budget
         self.skipped: list[dict] = []
@@ -105,21 +106,25 @@ class Run:
         timeout = min(cap, left)
         print(f"gpu_run: {what}", file=sys.stderr, flush=True)
         began = time.monotonic()
-        log = self.logs / (re.sub(r"[^A-Za-z0-9]+", "-", what).strip("-")[:80] + ".log")
         try:
             # cwd is the scratch folder, not the repository: there ``import mnm`` could find mnm/ alone
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.work, env=self.env)
         except subprocess.TimeoutExpired as exc:
-            log.write_text(f"$ {' '.join(cmd)}\n(timed out)\n{_text(exc.stdout)}\n{_text(exc.stderr)}")
+            self._log(what, cmd, "timed out", _text(exc.stdout) + _text(exc.stderr))
             self.skip(what, f"stopped after {timeout:.0f} s (the step's share of the time budget)")
             return None
         seconds = round(time.monotonic() - began, 1)
-        log.write_text(f"$ {' '.join(cmd)}\nexit {proc.returncode} after {seconds} s\n{proc.stdout}\n{proc.stderr}")
+        self._log(what, cmd, f"exit {proc.returncode} after {seconds} s", proc.stdout + proc.stderr)
         self.steps.append({"what": what, "seconds": seconds, "exit": proc.returncode})
         if proc.returncode not in ok:
             self.skip(what, f"failed (exit {proc.returncode}): {_last_line(proc.stderr or proc.stdout)}")
             return None
         return proc
+
+
+    def _log(self, what: str, cmd: list[str], outcome: str, output: str) -> None:
+        with self.log.open("a") as log:
+            log.write(f"== {what}: {outcome}\n$ {' '.join(cmd)}\n{output.rstrip()}\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +261,7 @@ def tests_step(run: Run, args, report: dict, work: Path) -> None:
         run.skip("GPU tests", "left out (--no-tests)")
         return
     if subprocess.run([sys.executable, "-c", "import pytest"], capture_output=True).returncode != 0:
-        run.skip("GPU tests", "pytest is not installed for this Python (carry it: benchmarks/README.md)")
+        run.skip("GPU tests", "pytest is not installed for this Python")
         return
     xml = work / "gpu-tests.xml"
     cmd = [sys.executable, "-c", PYTEST_CODE, "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",

@@ -22,7 +22,10 @@ and the TensorRT provider builds its engines then, after saying so, not in the m
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -140,13 +143,16 @@ class OrtBackend:
         from mnm.progress import track
 
         graphs = list(self._table())
+        fresh = False
         if self._cache_dir is not None:
             self._cache_dir.mkdir(parents=True, exist_ok=True)
-            if not any(self._cache_dir.glob("*.engine")):
-                print(f"note: ort-trt builds TensorRT engines for {len(graphs)} graphs on first use (this can "
-                      f"take minutes); they are cached in {self._cache_dir}", file=sys.stderr, flush=True)
+            fresh = not any(self._cache_dir.glob("*.engine"))
         try:
-            for graph in track(graphs, desc=f"{self.name} warm-up", unit="graph"):
+            for i, graph in enumerate(track(graphs, desc=f"{self.name} warm-up", unit="graph")):
+                self.session(graph)
+                if i == 0 and fresh:  # the provider started: the builds ahead are real
+                    print(f"note: ort-trt builds TensorRT engines for {len(graphs)} graphs on first use (this can "
+                          f"take minutes); they are cached in {self._cache_dir}", file=sys.stderr, flush=True)
                 self.run(graph, self._zeros(graph))
         except BackendUnavailable:
             self.close()
@@ -178,21 +184,23 @@ class OrtBackend:
             import onnxruntime as ort
 
             entry = self.bundle.graph(graph, self.precision)
+            printed = io.StringIO()  # onnxruntime prints (to stdout) a provider that fails, then falls back
             try:
-                sess = ort.InferenceSession(
-                    str(entry.path),
-                    sess_options=session_options(self._threads, self._overrides),
-                    providers=self._providers(graph),
-                )
+                with contextlib.redirect_stdout(printed):
+                    sess = ort.InferenceSession(
+                        str(entry.path),
+                        sess_options=session_options(self._threads, self._overrides),
+                        providers=self._providers(graph),
+                    )
             except Exception as exc:  # onnxruntime raises its own exception types
                 problem = f"{entry.path}: onnxruntime cannot load the graph ({first_line(exc)})"
                 raise (BackendUnavailable if self.name != "ort-cpu" else MnmError)(problem) from None
             wanted = PROVIDERS[self.name]
             if wanted not in sess.get_providers():
-                raise BackendUnavailable(
-                    f"{wanted} is built in but could not start (missing CUDA/cuDNN/TensorRT libraries or no GPU)"
-                    + (f"; preload_dlls said: {self._notes}" if self._notes else "")
-                )
+                why = [_provider_error(printed.getvalue())] if "EP Error" in printed.getvalue() else []
+                raise BackendUnavailable("; ".join([
+                    f"{wanted} is built in but could not start (missing CUDA/cuDNN/TensorRT libraries or no GPU)",
+                    *why, *([self._notes] if self._notes else [])]))
             dtypes = {i.name: np.float16 if "float16" in i.type else np.float32 for i in sess.get_inputs()}
             self._sessions[graph] = (sess, dtypes)
             return sess
@@ -226,6 +234,13 @@ class OrtBackend:
     def close(self) -> None:
         with self._lock:
             self._sessions.clear()
+
+
+def _provider_error(printed: str) -> str:
+    """The message of onnxruntime's printed ``EP Error <source location> <message> when using ...``."""
+    said = re.search(r"^EP Error (.*?)\s+when using", printed, re.M | re.S)
+    text = " ".join((said.group(1) if said else printed).split())
+    return (text[text.find("Please"):] if "Please" in text else text[-300:]).rstrip(".")
 
 
 def _ort_version() -> str:

@@ -33,20 +33,32 @@ _preload_lock = threading.Lock()
 
 
 def preload_cuda_libraries() -> str:
-    """Run ``onnxruntime.preload_dlls()`` once (where it exists); returns what it printed."""
+    """Run ``onnxruntime.preload_dlls()`` once (where it exists); returns which libraries it could
+    not load. Also quiets onnxruntime's own warning about a provider that fails to start: the
+    backend reports that itself, with this note, as the reason it is skipped."""
     import onnxruntime as ort
 
     with _preload_lock:
-        if not _preload["done"] and hasattr(ort, "preload_dlls"):
-            printed = io.StringIO()
-            with contextlib.redirect_stdout(printed):  # it prints its failures; keep stdout clean
-                try:
-                    ort.preload_dlls()
-                except Exception as exc:
-                    print(f"preload_dlls failed: {first_line(exc)}")
-            _preload["notes"] = " ".join(printed.getvalue().split())
+        if not _preload["done"]:
+            ort.set_default_logger_severity(4)  # fatal only: failures reach the user as skip reasons
+            if hasattr(ort, "preload_dlls"):
+                printed = io.StringIO()
+                with contextlib.redirect_stdout(printed):  # it prints its failures; keep stdout clean
+                    try:
+                        ort.preload_dlls()
+                    except Exception as exc:
+                        print(f"preload_dlls failed: {first_line(exc)}")
+                _preload["notes"] = _missing_libraries(printed.getvalue())
         _preload["done"] = True
         return _preload["notes"]
+
+
+def _missing_libraries(printed: str) -> str:
+    """``Failed to load libcudnn.so.9: ...`` lines → "missing libcudnn.so.9, ..."; anything else as is."""
+    names = re.findall(r"Failed to load (\S+?):", printed)
+    if names:
+        return "missing " + ", ".join(dict.fromkeys(names))
+    return " ".join(printed.split())
 
 
 def import_tensorrt(capi: Path | None = None) -> str | None:

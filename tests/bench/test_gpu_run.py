@@ -86,7 +86,9 @@ def test_the_same_steps_on_the_cpu_measure_training_and_eager_baselines(tmp_path
     assert all(set(r) == {"eager"} and r["eager"]["median_ms"] > 0 for g in graphs.values() for r in g.values())
     text = (out / "gpu.md").read_text()
     assert "| tiny | fp32 | 4 | 2 |" in text and "| g_child | 2 |" in text
-    assert (out / "logs").is_dir() and any((out / "logs").iterdir())
+    log = (out / "gpu.log").read_text()
+    assert "== train tiny fp32: exit 0" in log and "== train tiny amp (bf16 autocast): exit 2" in log
+    assert sorted(p.name for p in out.iterdir()) == ["gpu.json", "gpu.log", "gpu.md"]
 
 
 def test_a_spent_budget_skips_every_step_and_still_writes_the_report(tmp_path):

@@ -110,3 +110,19 @@ def test_mix_says_in_one_line_which_backend_runs_and_why_not_the_others_only_whe
     lines = loud.stderr.strip().splitlines()
     assert lines[0].startswith("backend: ort-cpu") and len(lines) == 4
     assert [line.split(":")[1].strip() for line in lines[1:]] == ["tensorrt", "ort-trt", "ort-cuda"]
+
+
+LISTED_NOT_STARTING = not NO_ORT_GPU and not __import__("mnm.runtime.machine").runtime.machine.gpus()
+
+
+@pytest.mark.skipif(not LISTED_NOT_STARTING, reason="needs onnxruntime-gpu on a machine without a GPU, where its "
+                                                     "providers are listed but cannot start")
+def test_listed_providers_that_cannot_start_are_skipped_with_the_reason_and_stdout_stays_clean(tiny_bundle, capfd):
+    bundle = Bundle.open(tiny_bundle)
+    backend = create(bundle, "auto")
+    assert backend.name == "ort-cpu"
+    reasons = dict(s.split(": ", 1) for s in backend.skipped)
+    for name in ("ort-trt", "ort-cuda"):
+        assert "ExecutionProvider is built in but could not start" in reasons[name]
+    assert not probe(bundle, names=("ort-cuda",))["ort-cuda"].starts
+    assert "EP Error" not in capfd.readouterr().out  # onnxruntime's fallback notice does not reach stdout
