@@ -34,7 +34,7 @@ import numpy as np
 
 from mnm.errors import MnmError
 from mnm.runtime.backends import ort_gpu
-from mnm.runtime.backends.base import BackendUnavailable, first_line
+from mnm.runtime.backends.base import BackendUnavailable, first_line, zero_feeds
 from mnm.runtime.bundle import Bundle
 from mnm.runtime.machine import usable_cores
 
@@ -153,17 +153,13 @@ class OrtBackend:
                 if i == 0 and fresh:  # the provider started: the builds ahead are real
                     print(f"note: ort-trt builds TensorRT engines for {len(graphs)} graphs on first use (this can "
                           f"take minutes); they are cached in {self._cache_dir}", file=sys.stderr, flush=True)
-                self.run(graph, self._zeros(graph))
+                self.run(graph, zero_feeds(self._table()[graph]))
         except BackendUnavailable:
             self.close()
             raise
         except MnmError as exc:
             self.close()
             raise BackendUnavailable(f"{PROVIDERS[self.name]} does not run here ({exc})") from None
-
-    def _zeros(self, graph: str) -> dict[str, np.ndarray]:
-        entry = self._table()[graph]
-        return {t.name: np.zeros([1 if d == "batch" else d for d in t.shape], np.float32) for t in entry.inputs}
 
     def _providers(self, graph: str) -> list:
         cpu = "CPUExecutionProvider"

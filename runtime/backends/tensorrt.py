@@ -3,10 +3,11 @@
 Engines are not portable across GPU models or TensorRT versions: every engine's build record is
 checked against this machine (``mnm.export.engine_record.engine_compatibility``) and against the
 graph it was built from (``source_sha256``) before anything is deserialised; a mismatch is refused
-with the command that rebuilds it. Then every engine is deserialised and given its execution
-contexts and buffers when the backend is created (``tensorrt_engine.Engine``), so whatever fails
-on this machine (no usable driver, ``trt.Runtime`` refusing to start, an engine TensorRT will not
-read, out of memory) fails there, as ``BackendUnavailable``, and ``--backend auto`` moves on.
+with the command that rebuilds it. Then every engine is deserialised, given its execution contexts
+and buffers (``tensorrt_engine.Engine``) and run once on zeros, all when the backend is created, so
+whatever fails on this machine (no usable driver, ``trt.Runtime`` refusing to start, an engine
+TensorRT will not read, out of memory) fails there, as ``BackendUnavailable``, and ``--backend
+auto`` moves on.
 Works with TensorRT 10 and 11 (the runtime API is the same) and cuda-python 12 or newer.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from mnm.errors import MnmError
 from mnm.runtime.backends import cuda
-from mnm.runtime.backends.base import BackendUnavailable, first_line
+from mnm.runtime.backends.base import BackendUnavailable, first_line, zero_feeds
 from mnm.runtime.backends.tensorrt_engine import REBUILD, Engine
 from mnm.runtime.bundle import Bundle, EngineEntry
 
@@ -143,6 +144,7 @@ class TensorRTBackend:
             runtime = start_runtime(trt, any(r.get("version_compatible") for r in records))
             for graph, entry in self._entries.items():
                 self._engines[graph] = Engine(trt, cudart, runtime, entry, bundle.graph(graph).input_names, device_id)
+                self._engines[graph].run(zero_feeds(bundle.graph(graph)), None)  # warm-up: it executes here
         except BackendUnavailable:
             self.close()
             raise
