@@ -55,7 +55,9 @@ class Pipeline:
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.config = self.bundle.config
-        self.backend = create(self.bundle, backend, **backend_options) if isinstance(backend, str) else backend
+        if isinstance(backend, str):  # the TensorRT provider tunes its engines for max_batch
+            backend = create(self.bundle, backend, **{"max_batch": max_batch, **backend_options})
+        self.backend = backend
         self.executor = Executor(self.bundle, self.backend, max_batch, cache_size)
         self.counters = self.executor.counters
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
+from mnm.cli.pipeline import VERBOSE_HELP
 from mnm.errors import MnmError
 
 DEFAULT_FPS = 15.0
@@ -34,6 +35,7 @@ def animate(
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
     box: str | None = typer.Option(None, "--box", help="Pose region in each frame: x,y,w,h pixels (default: all)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the run's statistics as JSON here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Animate a static image with the pose of each frame of a video, a frame folder or a webcam."""
     from mnm.atomic import write_text
@@ -59,7 +61,8 @@ def animate(
     try:
         out_fps = fps or src.fps or DEFAULT_FPS
         sink = video.open_sink(out, out_fps) if out is not None else None
-        animator = open_pipeline(bundle, backend, max_batch=1).animator(str(image), mode=mode, box=pose_box)
+        pipe = open_pipeline(bundle, backend, max_batch=1, verbose=verbose)
+        animator = pipe.animator(str(image), mode=mode, box=pose_box)
         if show:
             window = video.Window()
         live = realtime or src.live

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import open_pipeline
+from mnm.cli.pipeline import VERBOSE_HELP, open_pipeline
 from mnm.errors import MnmError
 
 FACTOR_HELP = "an image path, random, code:K (category of b/p/c) or seed:N (z); repeat or comma-separate for a grid"
@@ -44,6 +44,7 @@ def mix(
     out: Path = typer.Option(
         ..., "--out", help="Output image (a grid when a factor lists several), or a folder with --batch."
     ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Mix and match: each factor from a reference image or a code; lists give a labelled grid."""
     from mnm.runtime.requests import BoxTable, parse_box, split_specs
@@ -63,7 +64,7 @@ def mix(
             raise MnmError(f"{out}: --out must be a folder with --batch")
     else:
         _check_image_suffix(out)
-    pipe = open_pipeline(bundle, backend, max_batch, threads)
+    pipe = open_pipeline(bundle, backend, max_batch, threads, verbose)
     if batch is not None:
         _run_plan(pipe, batch, out, mode, seed, stitch, table)
         return

@@ -6,16 +6,30 @@ from pathlib import Path
 
 import typer
 
+VERBOSE_HELP = "Also say why each faster backend was not used (mnm info --backends tests them all)."
 
-def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None):
-    """The verified bundle's pipeline, saying on stderr which backend runs (``mnm animate`` uses it too)."""
+
+def backend_line(backend, requested: str) -> str:
+    """The one line that says which backend runs, e.g. ``backend: ort-cpu (onnxruntime, fp32, 2 threads)``."""
+    how = ", picked by --backend auto" if requested == "auto" else ""
+    return f"backend: {backend.description}{how}"
+
+
+def skip_lines(backend) -> list[str]:
+    """Why ``--backend auto`` passed over each faster backend (``--verbose``)."""
+    return [f"  not used: {reason}" for reason in getattr(backend, "skipped", [])]
+
+
+def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None, verbose: bool = False):
+    """The verified bundle's pipeline, saying on stderr in one line which backend runs (with
+    ``verbose``, also why the faster ones did not); ``mnm animate`` uses it too."""
     from mnm.runtime.bundle import Bundle
     from mnm.runtime.pipeline import Pipeline
 
     options = {} if threads is None else {"threads": threads}
     pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, **options)
-    how = "picked by --backend auto" if backend == "auto" else "as asked"
-    typer.echo(f"backend: {pipe.backend.description}, {how}", err=True)
-    for reason in getattr(pipe.backend, "skipped", []):
-        typer.echo(f"  not used: {reason}", err=True)
+    typer.echo(backend_line(pipe.backend, backend), err=True)
+    if verbose:
+        for line in skip_lines(pipe.backend):
+            typer.echo(line, err=True)
     return pipe
