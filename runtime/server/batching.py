@@ -71,6 +71,17 @@ def run_together(backend, graph: str, calls: list[Call]) -> list[dict[str, np.nd
     return results
 
 
+def run_calls(backend, graph: str, calls: list[Call]) -> list[dict[str, np.ndarray] | Exception]:
+    """``run_together``, and if the batch fails, each call alone: one bad call must not fail the others.
+    A call that fails alone gets its exception in place of its outputs."""
+    try:
+        return run_together(backend, graph, calls)
+    except Exception as exc:
+        if len(calls) == 1:
+            return [exc]
+    return [run_calls(backend, graph, [call])[0] for call in calls]
+
+
 class Batcher:
     """A backend wrapper that batches concurrent ``run`` calls (module docstring)."""
 
@@ -166,23 +177,12 @@ class Batcher:
 
     def _run(self, batch: list[Call]) -> None:
         start = time.perf_counter()
-        try:
-            results = run_together(self.backend, batch[0].graph, batch)
-        except Exception as exc:  # every caller must hear back
-            if len(batch) > 1:  # one bad call must not fail the others: run each alone
-                for call in batch:
-                    self._run([call])
-                return
-            self._resolve(batch, exc=exc)
-            return
+        results = run_calls(self.backend, batch[0].graph, batch)
         self._observe(batch[0].graph, sum(c.rows for c in batch), len(batch), time.perf_counter() - start)
-        self._resolve(batch, results)
-
-    def _resolve(self, batch: list[Call], results=None, exc: Exception | None = None) -> None:
         with self._cond:
             self._blocked -= len(batch)
-        for i, call in enumerate(batch):
-            if exc is None:
-                call.result.set_result(results[i])
+        for call, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                call.result.set_exception(result)
             else:
-                call.result.set_exception(exc)
+                call.result.set_result(result)

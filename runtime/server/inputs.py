@@ -28,7 +28,8 @@ MAX_FORM_FIELDS = 300
 
 
 async def read_request(request: Request, model: type[BaseModel]) -> BaseModel:
-    """The body as ``model``: JSON, or a multipart form with files for images; 4xx for anything else."""
+    """The body as ``model``: JSON, or a form (multipart with files for images, or URL-encoded specs only);
+    4xx for anything else."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
         body = await request.body()
@@ -38,14 +39,15 @@ async def read_request(request: Request, model: type[BaseModel]) -> BaseModel:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 raise ClientError(400, f"the body is not valid JSON ({validation_message(exc.errors())})") from None
             raise
-    if media_type == "multipart/form-data":
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.form(max_files=MAX_FORM_FIELDS, max_fields=MAX_FORM_FIELDS)
         try:
             fields = await _form_fields(form.multi_items(), model)
         finally:
             await form.close()
         return model.model_validate(fields)
-    raise ClientError(415, f"send multipart/form-data or application/json, not {media_type or 'no content type'!r}")
+    raise ClientError(415, f"send multipart/form-data, application/x-www-form-urlencoded or application/json, "
+                           f"not {media_type or 'no content type'!r}")
 
 
 async def _form_fields(items, model: type[BaseModel]) -> dict:
