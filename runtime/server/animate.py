@@ -128,13 +128,13 @@ class Session:
     async def _answer(self, animator) -> None:
         metrics = self.service.metrics
         while True:
-            await self.wake.wait()
-            self.wake.clear()
-            frame, self.latest = self.latest, None
-            if frame is None:
+            if self.latest is None:  # look before waiting: a stop may have come while we were busy
                 if self.gone or self.stopping:
                     return
+                await self.wake.wait()
+                self.wake.clear()
                 continue
+            frame, self.latest = self.latest, None
             try:
                 data, compute = await self.service.call(self._animate, animator, frame)
             except MnmError as exc:

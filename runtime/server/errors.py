@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from mnm.errors import MnmError
 from mnm.imaging import ImageTooLarge
@@ -77,6 +78,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException):
         return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect):  # nobody reads this; it keeps the 500s for bugs
+        return error_response(400, "the client closed the connection before the body was complete")
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
