@@ -10,6 +10,7 @@ a builder function, so nothing but the options is pickled) and batches its graph
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 from mnm.errors import MnmError
@@ -59,7 +60,7 @@ def deploy(options: ServerOptions, host: str, port: int, replicas: int, address:
         serve.start(http_options={"host": host, "port": port})
         serve.run(build_application(options, replicas), name=APP_NAME, route_prefix="/", blocking=False)
         print(f"serving {options.bundle} on Ray Serve at http://{host}:{port} ({replicas} replica(s)); "
-              "SIGTERM or Ctrl-C stops", flush=True)
+              "SIGTERM or Ctrl-C stops", file=sys.stderr, flush=True)
         while not stop.wait(1.0):
             pass
         serve.delete(APP_NAME)

@@ -27,8 +27,8 @@ LISTENING = re.compile(r"on http://127\.0\.0\.1:(\d+)")
 class Server:
     """``mnm serve BUNDLE --port 0 ARGS`` in a subprocess; its stderr is collected in ``log``."""
 
-    def __init__(self, bundle: Path, *args: str, env: dict | None = None):
-        self.args = [sys.executable, "-m", "mnm", "serve", str(bundle), "--port", "0", *args]
+    def __init__(self, bundle: Path, *args: str, env: dict | None = None, port: int = 0):
+        self.args = [sys.executable, "-m", "mnm", "serve", str(bundle), "--port", str(port), *args]
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, "MNM_NO_PROGRESS": "1", **(env or {})})
         self.log: list[str] = []
