@@ -52,24 +52,15 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def _answer(request: Request, out: operations.Output, start: float, model) -> Response:
+def _answer(request: Request, out: operations.Output, start: float, model, **fields) -> Response:
+    """The image itself, or ``model`` as JSON (with ``fields``) when the client accepts JSON."""
     elapsed = round((time.perf_counter() - start) * 1000, 3)
     headers = {"X-Elapsed-Ms": str(elapsed)}
     if not wants_json(request):
         return Response(out.data, media_type=out.media_type, headers=headers)
     body = model(image=base64.b64encode(out.data).decode(), format=out.format, media_type=out.media_type,
-                 width=out.width, height=out.height, elapsed_ms=elapsed, **_extra(request, out, model))
+                 width=out.width, height=out.height, elapsed_ms=elapsed, **fields)
     return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
-
-
-def _extra(request: Request, out: operations.Output, model) -> dict:
-    if model is GenerateResponse:
-        return {"codes": out.codes}
-    req = request.state.parsed
-    common = {"mode": req.mode, "seed": req.seed}
-    if model is MixResponse:
-        return {**common, "codes": out.codes, "labels": out.labels}
-    return {**common, "rows": out.shape[0], "cols": out.shape[1], "cells": out.cells}
 
 
 @router.post("/v1/mix", response_model=MixResponse, responses={200: IMAGE_CONTENT, **ERRORS},
@@ -77,9 +68,10 @@ def _extra(request: Request, out: operations.Output, model) -> dict:
 async def mix(request: Request):
     """Each factor an uploaded image or a spec (random, code:K, seed:N); fields as ``mnm mix``'s options."""
     start, service = time.perf_counter(), service_of(request)
-    req = request.state.parsed = await read_request(request, MixRequest)
+    req = await read_request(request, MixRequest)
     out = await service.call(operations.mix, service.pipeline, req, service.options.max_pixels)
-    return _answer(request, out, start, MixResponse)
+    return _answer(request, out, start, MixResponse, mode=req.mode, seed=req.seed, codes=out.codes,
+                   labels=out.labels)
 
 
 @router.post("/v1/grid", response_model=GridResponse, responses={200: IMAGE_CONTENT, **ERRORS},
@@ -87,10 +79,11 @@ async def mix(request: Request):
 async def grid(request: Request):
     """Factors repeated (form) or lists (JSON); the last factor with several entries runs along the columns."""
     start, service = time.perf_counter(), service_of(request)
-    req = request.state.parsed = await read_request(request, GridRequest)
+    req = await read_request(request, GridRequest)
     out = await service.call(operations.grid, service.pipeline, req, service.options.max_pixels,
                              service.options.max_grid_images)
-    return _answer(request, out, start, GridResponse)
+    return _answer(request, out, start, GridResponse, mode=req.mode, seed=req.seed, rows=out.shape[0],
+                   cols=out.shape[1], cells=out.cells)
 
 
 @router.post("/v1/encode", response_model=EncodeResponse, responses=ERRORS,
@@ -114,7 +107,7 @@ async def generate(request: Request, req: GenerateRequest):
     """z_bg, z_pose: vectors or seeds; b, p, c: indices or probability vectors; left out: sampled from seed."""
     start, service = time.perf_counter(), service_of(request)
     out = await service.call(operations.generate, service.pipeline, req)
-    return _answer(request, out, start, GenerateResponse)
+    return _answer(request, out, start, GenerateResponse, codes=out.codes)
 
 
 @router.get("/v1/info", response_model=Info, summary="The bundle and how this server runs it")
