@@ -9,10 +9,12 @@ the whole pipeline (E_z twice, E_b, E_p, E_c, g_background, g_parent, g_child) w
 the batching effect alone. Reported per configuration: mixes/s, client-side latency p50/p95/p99,
 errors, and the server's images-per-graph-run histogram (``mnm_batch_images`` from ``/metrics``).
 
-Configurations: ``--no-batching`` (each request runs its graphs alone, concurrently), batching with
-``--max-batch 16`` (``--max-wait-ms`` as given), and with ``--ray``, Ray Serve with 1 and 2 replicas
-(a local Ray instance on loopback; its batch histogram is one replica's). The machine, its load
-average before and after, and library versions go with the numbers; ``--markdown`` writes the
+Configurations: batching with ``--max-batch 16`` (``--max-wait-ms`` as given), ``--max-batch 1``
+(the batcher's one-run-at-a-time without merging), and with ``--ray``, Ray Serve with 1 and 2 replicas
+(a local Ray instance on loopback; its batch histogram is one replica's). Each runs beside a
+``--no-batching`` server (each request runs its graphs alone, concurrently), chunks of requests
+alternating between the two, so every ratio compares numbers taken under the same machine load.
+The machine, its load average before and after, and library versions go with the numbers; ``--markdown`` writes the
 section between the SERVE markers inside the notes of benchmarks/RESULTS.md (the part
 ``results_md.py`` keeps when it regenerates the file).
 """
@@ -24,6 +26,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,12 +91,28 @@ def stop_server(proc) -> int:
     return proc.wait(180)
 
 
-def load(url: str, requests: list, clients: int, time_limit: float) -> dict:
-    """``clients`` threads send the requests (each once) until all are done or the time is up."""
-    latencies, errors, lock = [], {}, threading.Lock()
+class Tally:
+    """Latencies, errors and busy wall time of one server over the chunks sent to it."""
+
+    def __init__(self):
+        self.latencies: list[float] = []
+        self.errors: dict[int, int] = {}
+        self.wall = 0.0
+
+    def summary(self) -> dict:
+        lat = np.array(self.latencies) * 1000
+        return {
+            "requests": len(self.latencies), "errors": self.errors, "wall_s": round(self.wall, 2),
+            "mixes_per_s": round(len(self.latencies) / self.wall, 2) if self.wall else None,
+            **{f"p{q}_ms": round(float(np.percentile(lat, q)), 1) if len(lat) else None for q in (50, 95, 99)},
+        }
+
+
+def load(url: str, requests: list, clients: int, deadline: float, tally: Tally | None = None) -> Tally:
+    """``clients`` threads send the requests (each once) until all are done or ``deadline`` passes."""
+    tally = tally or Tally()
+    lock = threading.Lock()
     next_index = iter(range(len(requests)))
-    start = time.perf_counter()
-    deadline = start + time_limit
 
     def client():
         with httpx.Client(timeout=300) as http:
@@ -107,22 +126,18 @@ def load(url: str, requests: list, clients: int, time_limit: float) -> dict:
                 elapsed = time.perf_counter() - t0
                 with lock:
                     if response.status_code == 200:
-                        latencies.append(elapsed)
+                        tally.latencies.append(elapsed)
                     else:
-                        errors[response.status_code] = errors.get(response.status_code, 0) + 1
+                        tally.errors[response.status_code] = tally.errors.get(response.status_code, 0) + 1
 
+    start = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
-    lat = np.array(latencies) * 1000
-    return {
-        "requests": len(latencies), "errors": errors, "wall_s": round(wall, 2),
-        "mixes_per_s": round(len(latencies) / wall, 2),
-        **{f"p{q}_ms": round(float(np.percentile(lat, q)), 1) if len(lat) else None for q in (50, 95, 99)},
-    }
+    tally.wall += time.perf_counter() - start
+    return tally
 
 
 def batch_histogram(metrics_text: str, graph: str = "g_child") -> dict:
@@ -140,19 +155,36 @@ def batch_histogram(metrics_text: str, graph: str = "g_child") -> dict:
     return out
 
 
-def run_config(name: str, bundle: Path, args: list[str], requests: list, options, env: dict,
-               port: int = 0) -> dict:
-    proc, url, log = start_server(bundle, args, env, port)
+def compare(name: str, base_url: str, bundle: Path, args: list[str], size: int, options, env: dict,
+            port: int = 0, seed: int = 0) -> dict:
+    """Start the configuration, then alternate chunks of requests between it and the baseline server
+    (each chunk new images), so both see the same machine load; warm-up chunks are not counted."""
+    proc, url, _ = start_server(bundle, args, env, port)
+    chunk = 2 * options.clients
+    rounds = max(1, options.requests // chunk)
+    fresh = iter(make_requests(2 * (rounds + 1) * chunk, size, seed=seed))  # a new seed per call: no cache hits
+
+    def take() -> list:
+        return [next(fresh) for _ in range(chunk)]
+
+    deadline = time.perf_counter() + options.time_limit
     try:
-        warm = load(url, requests[: options.clients], options.clients, options.time_limit)  # sessions, threads
+        load(url, take(), options.clients, deadline)
+        load(base_url, take(), options.clients, deadline)
         before = batch_histogram(httpx.get(url + "/metrics", timeout=30).text)
-        result = load(url, requests[options.clients :], options.clients, options.time_limit)
+        mine, base = Tally(), Tally()
+        for _ in range(rounds):
+            load(base_url, take(), options.clients, deadline, base)
+            load(url, take(), options.clients, deadline, mine)
         after = batch_histogram(httpx.get(url + "/metrics", timeout=30).text)
     finally:
         code = stop_server(proc)
-    result["batch_images_g_child"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
-    result.update(name=name, args=args, exit_code=code, warmup_requests=warm["requests"])
-    print(f"  {name}: {result['mixes_per_s']} mixes/s, p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
+    result = {"name": name, "args": args, "exit_code": code, **mine.summary(), "baseline": base.summary(),
+              "batch_images_g_child": {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}}
+    ratio = (result["mixes_per_s"] or 0) / (base.summary()["mixes_per_s"] or float("nan"))
+    result["vs_baseline"] = round(ratio, 2)
+    print(f"  {name}: {result['mixes_per_s']} mixes/s ({ratio:.2f}x the interleaved no-batching server at "
+          f"{result['baseline']['mixes_per_s']}), p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
           f"p99 {result['p99_ms']} ms, errors {result['errors']}, g_child batches {result['batch_images_g_child']}",
           flush=True)
     return result
@@ -174,6 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=160, help="timed requests per configuration")
     parser.add_argument("--time-limit", type=float, default=300, help="seconds per configuration at most")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-batches", type=lambda text: [int(v) for v in text.split(",")], default=[16, 1],
+                        help="the --max-batch values to measure, comma-separated [16,1]")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads per server")
     parser.add_argument("--ray", action="store_true", help="also Ray Serve with 1 and 2 replicas")
     parser.add_argument("--json", default="benchmarks/results/serve-load.json")
@@ -188,19 +222,24 @@ def main(argv=None) -> int:
     for name in options.bundle or ["demo", "paper"]:
         bundle = ensure_bundle(name)
         size = json.loads((bundle / "manifest.json").read_text())["config"]["image_size"]
-        requests = make_requests(options.clients + options.requests, size, seed=len(name))
-        print(f"{name} (S={size}): {options.requests} requests, {options.clients} clients", flush=True)
-        configs = [("no batching", ["--no-batching", *common]),
-                   ("batching, max batch 16", ["--max-batch", "16", *common])]
-        results = [run_config(label, bundle, args, requests, options, env) for label, args in configs]
-        if options.ray:
-            session = tempfile.mkdtemp(prefix="mnm-ray-", dir="/tmp")
-            ray_env = {**env, "RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": "0.01", "RAY_USAGE_STATS_ENABLED": "0",
-                       "RAY_TMPDIR": session}
-            for replicas in (1, 2):
-                args = ["--ray", "--replicas", str(replicas), "--max-batch", "16", *common]
-                results.append(run_config(f"Ray Serve, {replicas} replica(s)", bundle, args, requests, options,
-                                          ray_env, port=free_port()))
+        print(f"{name} (S={size}): {options.requests} requests per configuration, {options.clients} clients",
+              flush=True)
+        configs = [(f"batching, max batch {n}" + (" (one run at a time, no merging)" if n == 1 else ""),
+                    ["--max-batch", str(n), *common], {}, 0) for n in options.max_batches]
+        session = tempfile.mkdtemp(prefix="mnm-ray-", dir="/tmp") if options.ray else None
+        ray_env = {"RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": "0.01", "RAY_USAGE_STATS_ENABLED": "0",
+                   "RAY_TMPDIR": str(session)}
+        configs += [(f"Ray Serve, {n} replica(s), max batch 16", ["--ray", "--replicas", str(n), "--max-batch", "16",
+                                                                  *common], ray_env, free_port())
+                    for n in ((1, 2) if options.ray else ())]
+        base_proc, base_url, _ = start_server(bundle, ["--no-batching", *common], env)
+        try:
+            results = [compare(label, base_url, bundle, args, size, options, {**env, **extra}, port, seed)
+                       for seed, (label, args, extra, port) in enumerate(configs)]
+        finally:
+            stop_server(base_proc)
+            if session:
+                shutil.rmtree(session, ignore_errors=True)
         report["bundles"][name] = {"path": str(bundle), "image_size": size, "results": results}
     report["load_average_end"] = machine.load_average()
     Path(options.json).parent.mkdir(parents=True, exist_ok=True)
@@ -230,24 +269,26 @@ def render(report: dict, json_path: str) -> str:
         f"{m['physical_cores']} physical cores ({', '.join(m['cpu_features'])}), {m['memory_gib']} GiB; "
         f"{', '.join(f'{k} {v}' for k, v in m['libraries'].items())}. Load average (1, 5, 15 min) {load_start} "
         f"at the start, {load_end} at the end: **the machine is shared and busy** (other sessions' tests and a "
-        "training run), so absolute numbers are low and noisy; the ratios within one bundle come from the same "
-        "run, back to back. The server and the clients share the cores.",
+        "training run), so absolute numbers are low and noisy. The servers and the clients share the cores.",
         "",
         f"{report['clients']} concurrent clients on loopback, each `POST /v1/mix` uploading four never-seen "
         "reference images (so every request runs E_z x2, E_b, E_p, E_c, g_background, g_parent and g_child); "
-        "latency measured by the client.",
+        "latency measured by the client. Each configuration runs beside a `--no-batching` server, chunks of "
+        f"{2 * report['clients']} requests alternating between the two, so the ratio compares numbers taken "
+        "under the same load.",
         "",
-        "| bundle | configuration | mixes/s | vs no batching | p50 ms | p95 ms | p99 ms | errors | g_child images per "
-        "run: runs |",
+        "| bundle | configuration | mixes/s | no batching, interleaved | ratio | p50 / p95 / p99 ms | no batching "
+        "p50 / p95 / p99 ms | errors | g_child images per run: runs |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in report["bundles"].items():
-        base = entry["results"][0]["mixes_per_s"] or float("nan")
         for r in entry["results"]:
+            base = r["baseline"]
             histogram = ", ".join(f"≤{k}: {v}" for k, v in r["batch_images_g_child"].items()) or "—"
             lines.append(f"| {name} (S={entry['image_size']}) | {r['name']} | {r['mixes_per_s']} | "
-                         f"{r['mixes_per_s'] / base:.2f}x | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
-                         f"{sum(r['errors'].values())} | {histogram} |")
+                         f"{base['mixes_per_s']} | {r['vs_baseline']:.2f}x | {r['p50_ms']} / {r['p95_ms']} / "
+                         f"{r['p99_ms']} | {base['p50_ms']} / {base['p95_ms']} / {base['p99_ms']} | "
+                         f"{sum(r['errors'].values()) + sum(base['errors'].values())} | {histogram} |")
     lines += [SERVE_END]
     return "\n".join(lines)
 

@@ -24,7 +24,10 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port, printed)."),
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="onnxruntime CPU threads [default: cores]."),
-    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Most images in one graph run, across requests."),
+    max_batch: int | None = typer.Option(
+        None, "--max-batch", min=1, help="Most images in one graph run, across requests [default: 4 on the CPU "
+        "(ort-cpu), 16 on a GPU]."
+    ),
     max_wait_ms: float = typer.Option(
         5.0, "--max-wait-ms", min=0, help="Longest a graph run waits for others to join its batch."
     ),
@@ -83,8 +86,10 @@ def _serve_here(options, host: str, port: int, access_log: bool, uvicorn) -> Non
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"serving {options.bundle} on http://{shown}:{bound} (max batch {options.max_batch}, max wait "
-               f"{options.max_wait_ms:g} ms, max queue {options.max_queue}; docs at /docs)", err=True)
+    settings = service.options
+    typer.echo(f"serving {options.bundle} on http://{shown}:{bound} (max batch {settings.max_batch}, max wait "
+               f"{settings.max_wait_ms:g} ms, max queue {settings.max_queue}, {settings.workers} workers; docs at "
+               "/docs)", err=True)
     config = uvicorn.Config(
         create_app(options, service), log_level="info", access_log=access_log, lifespan="on",
         timeout_graceful_shutdown=60, ws_max_size=options.max_body_bytes,

@@ -34,7 +34,7 @@ def build_application(options: ServerOptions, replicas: int):
         serve.ingress(build_asgi_app)(),
         name=APP_NAME,
         num_replicas=replicas,
-        max_ongoing_requests=options.worker_count,
+        max_ongoing_requests=options.workers or 16,
         max_queued_requests=options.max_queue,
         ray_actor_options=resources,
     )

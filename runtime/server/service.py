@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -27,6 +27,10 @@ from mnm.runtime.server.metrics import Metrics
 
 DEFAULT_MAX_PIXELS = 16_000_000
 """Largest upload decoded: 16 megapixels (48 MB as RGB); phone photos fit, a bomb does not."""
+DEFAULT_MAX_BATCH = {"ort-cpu": 4}
+"""Images per merged graph run when ``--max-batch`` is not given: 4 on the CPU, where onnxruntime
+already runs batch 1 near its peak and bigger batches slowed ``g_child`` (benchmarks/RESULTS.md,
+"mnm serve under load"); 16 elsewhere (GPUs, where a batch of one leaves the device idle)."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class ServerOptions:
     backend: str = "auto"
     threads: int | None = None
     batching: Literal["own", "ray", "none"] = "own"
-    max_batch: int = 16
+    max_batch: int | None = None  # None: DEFAULT_MAX_BATCH for the backend that starts
     max_wait_ms: float = 5.0
     max_queue: int = 64
     workers: int | None = None
@@ -51,22 +55,18 @@ class ServerOptions:
 
     def check(self) -> ServerOptions:
         for name in ("max_batch", "max_queue", "max_body_bytes", "max_pixels", "max_streams", "max_grid_images",
-                     "retry_after_s"):
-            if getattr(self, name) < 1:
+                     "retry_after_s", "workers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise MnmError(f"{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise MnmError(f"max-wait-ms: must be 0 or more, got {self.max_wait_ms:g}")
-        if self.workers is not None and self.workers < 1:
-            raise MnmError(f"workers: must be at least 1, got {self.workers}")
         return self
 
-    @property
-    def worker_count(self) -> int:
-        """Enough workers for a full batch to gather (each request blocks one while its graphs run)."""
-        return self.workers or max(4, self.max_batch)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def resolved(self, backend_name: str) -> ServerOptions:
+        """The options with the batch size and worker count filled in for ``backend_name``. Workers:
+        enough for a full batch to gather (each request holds one while its graphs run)."""
+        max_batch = self.max_batch or DEFAULT_MAX_BATCH.get(backend_name, 16)
+        return replace(self, max_batch=max_batch, workers=self.workers or max(4, max_batch))
 
 
 class Observed:
@@ -101,10 +101,11 @@ class Service:
     """The pipeline, its batcher and workers for one bundle; ``call`` runs blocking work on a worker."""
 
     def __init__(self, options: ServerOptions):
-        self.options = options.check()
+        options.check()
         self.bundle = Bundle.open(options.bundle)
         backend_options = {} if options.threads is None else {"threads": options.threads}
         backend = create(self.bundle, options.backend, **backend_options)
+        self.options = options = options.resolved(backend.name)
         self.streams = 0
         self.in_flight = lambda: 0  # replaced by the app with its admission gate's count
         self.metrics = Metrics(self.snapshot)
@@ -118,7 +119,7 @@ class Service:
         else:
             self.runner = Observed(backend, observe)
         self.pipeline = Pipeline(self.bundle, backend=self.runner, max_batch=options.max_batch)
-        self.pool = ThreadPoolExecutor(options.worker_count, thread_name_prefix="mnm-worker")
+        self.pool = ThreadPoolExecutor(options.workers, thread_name_prefix="mnm-worker")
         self._jobs, self._jobs_lock = 0, threading.Lock()
         if options.warmup:
             self._warm_up(backend)

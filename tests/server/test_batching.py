@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import pytest
 
 from mnm.runtime.backends import create
 from mnm.runtime.bundle import Bundle
@@ -80,3 +81,32 @@ def test_sixteen_concurrent_clients_equal_their_single_requests(demo, refs):
         assert runs < CLIENTS and single < runs, text  # some g_child runs served several requests
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_batcher_never_waits_for_requests_that_cannot_come(demo):
+    """With an endless max wait, a call still runs as soon as every running job is blocked in the
+    batcher: alone, and after the only other job finishes without a graph run."""
+    bundle = Bundle.open(demo)
+    batcher = Batcher(create(bundle, "ort-cpu"), max_batch=16, max_wait_s=3600.0)
+    feeds = {"z": np.zeros((1, 32), np.float32), "b": np.eye(16, dtype=np.float32)[[0]]}
+    other_started, other_may_end = threading.Event(), threading.Event()
+
+    def other_job():
+        with batcher.job():
+            other_started.set()
+            other_may_end.wait(60)
+
+    def lone_job():
+        with batcher.job():
+            return batcher.run("g_background", feeds)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert pool.submit(lone_job).result(timeout=60)["background"].shape == (1, 3, 32, 32)
+        pool.submit(other_job)
+        assert other_started.wait(60)
+        waiting = pool.submit(lone_job)  # the other job might still call: the batch waits for it...
+        with pytest.raises(TimeoutError):
+            waiting.result(timeout=1.0)
+        other_may_end.set()  # ...until it ends
+        assert waiting.result(timeout=60)["background"].shape == (1, 3, 32, 32)
+    batcher.close()

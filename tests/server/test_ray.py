@@ -4,6 +4,7 @@ one mix through the deployed app equal to the library's output, then SIGTERM and
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import socket
 import tempfile
@@ -11,8 +12,10 @@ import time
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.server.conftest import Server, metric, png, upload
+from tests.server.test_animate import receive_until_done
 
 RAY_START_S = 150
 
@@ -43,6 +46,14 @@ def test_ray_serve_mix_equals_library(demo, library, refs):
         assert info["batching"]["kind"] == "ray" and "@serve.batch" in info["backend"]
         text = httpx.get(url + "/metrics", timeout=30).text
         assert metric(text, "mnm_batch_images_count", graph="g_child") >= 1  # the graph ran through @serve.batch
+        with connect(url.replace("http://", "ws://") + "/v1/animate?format=png") as ws:  # WebSockets pass too
+            ws.send(refs[3].read_bytes())
+            assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+            for ref in refs[4:7]:
+                ws.send(ref.read_bytes())
+            ws.send(json.dumps({"type": "stop"}))
+            _, done = receive_until_done(ws)
+        assert done["received"] == 3 == done["answered"] + done["dropped"]
     finally:
         code = server.stop(timeout=120)
         shutil.rmtree(session, ignore_errors=True)
