@@ -23,10 +23,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port, printed)."),
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="onnxruntime CPU threads [default: cores]."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="onnxruntime CPU threads (default: the cores)."),
     max_batch: int | None = typer.Option(
-        None, "--max-batch", min=1, help="Most images in one graph run, across requests [default: 4 on the CPU "
-        "(ort-cpu), 16 on a GPU]."
+        None, "--max-batch", min=1, help="Most images in one graph run, across requests (default: 4 on the CPU, "
+        "ort-cpu; 16 on a GPU)."
     ),
     max_wait_ms: float = typer.Option(
         5.0, "--max-wait-ms", min=0, help="Longest a graph run waits for others to join its batch."
@@ -35,18 +35,18 @@ def serve(
         64, "--max-queue", min=1, help="Most requests in the server at once; more get 503 + Retry-After."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Threads running requests [default: max(4, --max-batch)]."
+        None, "--workers", min=1, help="Threads running requests (default: the larger of 4 and --max-batch)."
     ),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Batch graph runs across requests."),
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", min=0.001, help="Largest request body (MiB)."),
     max_pixels: int = typer.Option(16_000_000, "--max-pixels", min=1, help="Largest uploaded image (pixels)."),
     max_streams: int = typer.Option(16, "--max-streams", min=1, help="Most /v1/animate WebSockets at once."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
-    ray: bool = typer.Option(False, "--ray", help="Deploy on Ray Serve (pip install 'mnm[ray]')."),
+    ray: bool = typer.Option(False, "--ray", help="Deploy on Ray Serve (needs the ray extra)."),
     replicas: int = typer.Option(1, "--replicas", min=1, help="Ray Serve replicas (with --ray)."),
     address: str | None = typer.Option(
-        None, "--address", help="Ray cluster to join, e.g. ray://head:10001 or auto (with --ray) [default: start "
-        "a local one]."
+        None, "--address", help="Ray cluster to join, e.g. ray://head:10001 or auto (with --ray; default: "
+        "start a local one)."
     ),
 ) -> None:
     """Serve mix-and-match and live animation over HTTP: POST /v1/mix, /v1/grid, /v1/encode, /v1/generate,

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class Call:
     def __post_init__(self):
         self.rows = len(next(iter(self.feeds.values())))
 
-    @property
+    @cached_property
     def key(self) -> tuple:
         """Calls with equal keys can share a run: same graph, outputs and per-image shapes."""
         shapes = tuple(sorted((name, array.shape[1:]) for name, array in self.feeds.items()))
