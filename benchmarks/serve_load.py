@@ -227,7 +227,7 @@ def main(argv=None) -> int:
         configs = [(f"batching, max batch {n}" + (" (one run at a time, no merging)" if n == 1 else ""),
                     ["--max-batch", str(n), *common], {}, 0) for n in options.max_batches]
         session = tempfile.mkdtemp(prefix="mnm-ray-", dir="/tmp") if options.ray else None
-        ray_env = {"RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": "0.01", "RAY_USAGE_STATS_ENABLED": "0",
+        ray_env = {"RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(200 * 2**20), "RAY_USAGE_STATS_ENABLED": "0",
                    "RAY_TMPDIR": str(session)}
         configs += [(f"Ray Serve, {n} replica(s), max batch 16", ["--ray", "--replicas", str(n), "--max-batch", "16",
                                                                   *common], ray_env, free_port())

@@ -31,7 +31,7 @@ def free_port() -> int:
 def test_ray_serve_mix_equals_library(demo, library, refs):
     port = free_port()
     session = tempfile.mkdtemp(prefix="mnm-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {"RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": "0.004", "RAY_USAGE_STATS_ENABLED": "0",
+    env = {"RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(100 * 2**20), "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_TMPDIR": session}
     server = Server(demo, "--ray", "--replicas", "1", "--max-wait-ms", "20", env=env, port=port)
     try:
