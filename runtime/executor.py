@@ -41,6 +41,11 @@ class Executor:
         for cache in (self._codes, self._backgrounds, self._features):
             cache.clear()
 
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Hits, misses and entries of each cache: codes, backgrounds, shape features."""
+        return {"codes": self._codes.stats(), "backgrounds": self._backgrounds.stats(),
+                "shape_features": self._features.stats()}
+
     def run(self, graph: str, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run ``graph`` over the batch in chunks of ``max_batch``, counting runs and images."""
         n = len(next(iter(feeds.values())))

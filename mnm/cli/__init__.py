@@ -15,6 +15,7 @@ from mnm.cli import (  # noqa: F401  (each module registers its commands on impo
     info,
     mix,
     model,
+    serve,
     train,
 )
 from mnm.cli.app import STATE, app
