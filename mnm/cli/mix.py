@@ -39,7 +39,7 @@ def mix(
     max_batch: int = typer.Option(16, "--max-batch", help="Most images per graph run."),
     threads: int | None = typer.Option(
         None, "--threads", min=1,
-        help="onnxruntime CPU threads [default: physical cores; 1 can be faster on a busy machine].",
+        help="onnxruntime CPU threads [default: the cores this process may use; 1 can be faster on a busy machine].",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output image (a grid when a factor lists several), or a folder with --batch."
