@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
-import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -222,9 +221,9 @@ def read_reference_file(path: str | Path, slot: str) -> Loaded:
 
 def _flat_tensors(loaded, path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     if not isinstance(loaded, Mapping):
-        raise MnmError(f"{path}: holds a {type(loaded).__name__}, not a state_dict (a flat mapping of names to "
+        raise MnmError(f"{path}: holds {_a(type(loaded).__name__)}, not a state_dict (a flat mapping of names to "
                        "tensors)")
-    bad = [f"{key!r} holds a {type(value).__name__}" for key, value in loaded.items()
+    bad = [f"{key!r} holds {_a(type(value).__name__)}" for key, value in loaded.items()
            if not isinstance(key, str) or not _plain_tensor(value)]
     if bad:
         raise MnmError(f"{path}: not a flat mapping of names to tensors: {_first(bad)}")
@@ -258,10 +257,15 @@ def _check_slot(path: Path, slot: str, tensors: dict) -> None:
     )
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _unpickler_reason(exc: Exception) -> str:
+    """torch's message without its advice on loading the file unsafely."""
     text = " ".join(str(exc).split())
-    found = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\. |$)", text)
-    return _shorten(found.group(1) if found else _first_sentence(text))
+    _, marker, reason = text.partition("WeightsUnpickler error:")
+    return _first_sentence(reason.split("Check the documentation")[0] if marker else text)
 
 
 def _first_sentence(text: str) -> str:
