@@ -15,6 +15,7 @@ import concurrent.futures
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from mnm.config import ModelConfig
@@ -58,6 +59,40 @@ def torch_twin(cfg: ModelConfig, states: dict) -> SimpleNamespace:
         module.load_state_dict(dict(zip(ours, theirs, strict=True)), strict=True)
         module.eval()
     return SimpleNamespace(**modules)
+
+
+def graph_feeds(bundle, name: str, cfg: ModelConfig, rng) -> dict[str, np.ndarray]:
+    """Inputs of one graph at batch 2: images and backgrounds in [-1, 1], soft codes, normal z and features."""
+    s, dims = cfg.image_size, cfg.code_dims()
+    feeds = {}
+    for key in bundle.graphs[name].input_names:
+        if key in ("image", "background"):
+            feeds[key] = rng.uniform(-1, 1, (2, 3, s, s))
+        elif key == "z":
+            feeds[key] = rng.standard_normal((2, cfg.z_dim))
+        elif key in dims:
+            feeds[key] = rng.dirichlet(np.full(dims[key], 0.3), size=2)
+        else:  # shape_feature
+            feeds[key] = rng.standard_normal((2, cfg.feature_channels, s, s))
+    return {k: v.astype(np.float32) for k, v in feeds.items()}
+
+
+def check_graphs_against(bundle_path: Path, twin: SimpleNamespace, cfg: ModelConfig, tolerance: float = 1e-4) -> None:
+    """Every graph of the bundle (onnxruntime CPU) equals the torch twin on the same inputs."""
+    from mnm.runtime.backends import create
+    from mnm.runtime.bundle import Bundle
+    from tests.export.conftest import torch_graph
+
+    bundle = Bundle.open(bundle_path)
+    backend = create(bundle, "ort-cpu")
+    modules = (twin.generator, twin.encoders, twin.extractor)
+    rng = np.random.default_rng(5)
+    for name in bundle.graphs:
+        feeds = graph_feeds(bundle, name, cfg, rng)
+        got = backend.run(name, feeds)
+        for key, value in torch_graph(name, modules)(feeds).items():
+            assert np.abs(value).max() > 1e-3, f"{name}.{key} is ~0: the comparison would prove nothing"
+            np.testing.assert_allclose(got[key], value, atol=tolerance, rtol=0, err_msg=f"{name}.{key}")
 
 
 def import_args(files: dict[str, Path], out: Path, extractor: bool = True) -> list[str]:

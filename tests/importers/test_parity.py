@@ -12,32 +12,12 @@ import torch
 from mnm.codes import one_hot
 from mnm.imaging import prepare_reference
 from mnm.provenance import sha256_file
-from mnm.runtime.backends import create
 from mnm.runtime.bundle import Bundle
 from mnm.runtime.pipeline import Pipeline
-from tests.export.conftest import torch_graph
-from tests.importers.conftest import LAYOUTS
+from tests.importers.conftest import LAYOUTS, check_graphs_against
 from tests.runtime.conftest import photo
 
 TOL = 1e-4
-
-
-def graph_feeds(bundle: Bundle, name: str, cfg, rng) -> dict[str, np.ndarray]:
-    """Inputs at batch 2; codes soft, images in [-1, 1], features and backgrounds at a real scale."""
-    s, dims = cfg.image_size, cfg.code_dims()
-    feeds = {}
-    for key in bundle.graphs[name].input_names:
-        if key == "image":
-            feeds[key] = rng.uniform(-1, 1, (2, 3, s, s))
-        elif key == "z":
-            feeds[key] = rng.standard_normal((2, cfg.z_dim))
-        elif key in dims:
-            feeds[key] = rng.dirichlet(np.full(dims[key], 0.3), size=2)
-        elif key == "shape_feature":
-            feeds[key] = rng.standard_normal((2, cfg.feature_channels, s, s))
-        else:  # background
-            feeds[key] = rng.uniform(-1, 1, (2, 3, s, s))
-    return {k: v.astype(np.float32) for k, v in feeds.items()}
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -62,17 +42,7 @@ def test_import_and_export_succeed_and_record_the_inputs(imported, layout):
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_every_graph_equals_the_torch_networks_holding_the_same_tensors(imported, layout):
     item = imported[layout]
-    bundle = Bundle.open(item.bundle)
-    backend = create(bundle, "ort-cpu")
-    twin = (item.twin.generator, item.twin.encoders, item.twin.extractor)
-    rng = np.random.default_rng(5)
-    for name in bundle.graphs:
-        feeds = graph_feeds(bundle, name, item.cfg, rng)
-        got = backend.run(name, feeds)
-        want = torch_graph(name, twin)(feeds)
-        for key, value in want.items():
-            assert np.abs(value).max() > 1e-3, f"{name}.{key} is ~0: the comparison would prove nothing"
-            np.testing.assert_allclose(got[key], value, atol=TOL, rtol=0, err_msg=f"{layout} {name}.{key}")
+    check_graphs_against(item.bundle, item.twin, item.cfg, TOL)
 
 
 @torch.no_grad()
