@@ -32,7 +32,8 @@ def mixnmatch(
     tensor is checked by name and shape before anything is written.
     """
     from mnm.config import ModelConfig
-    from mnm.importers.mixnmatch import SLOTS, describe, import_mixnmatch
+    from mnm.importers.mixnmatch import describe, import_mixnmatch
+    from mnm.importers.mixnmatch_table import SLOTS
 
     folder, meta = import_mixnmatch(generator, encoders, out, extractor=extractor)
     imported = meta["imported"]

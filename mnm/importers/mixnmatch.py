@@ -1,7 +1,7 @@
 """Import the authors' published MixNMatch checkpoints (G.pth, E.pth, EX.pth) as an mnm checkpoint.
 
 Our networks are the authors' layer for layer, so importing is renaming plus checking. Every
-tensor is found by name through the table below (never by position) and checked against the
+tensor is found by name through the table in ``mixnmatch_table`` (never by position) and checked against the
 shape our module has for the config read from the files, before anything is written. The files
 are pickles: they are opened only with ``torch.load(weights_only=True)``, which builds tensors and
 plain containers and refuses any other object. docs/importer.md has the table, the config
@@ -23,7 +23,8 @@ import torch
 from mnm.checkpoint import META_FILE, save_checkpoint
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
-from mnm.nn.encoders import KINDS, Encoders
+from mnm.importers.mixnmatch_table import SLOTS, module_pairs, top_level_names
+from mnm.nn.encoders import Encoders
 from mnm.nn.extractor import FeatureExtractor
 from mnm.nn.generator import Generator
 from mnm.progress import track
@@ -36,99 +37,6 @@ steps and a 4×4 head in each encoder. A file of another size fails the name che
 DATAPARALLEL_PREFIX = "module."
 SHOWN = 3
 """Offending names shown per kind of problem in an error line."""
-
-# ------------------------------------------------------------------------------------------------
-# The name table: the authors' module paths (after "module.") -> ours, one row per module.
-# A tensor's name is its module path plus the parameter or buffer name (weight, bias,
-# running_mean, running_var, num_batches_tracked), which carries over unchanged; rows ending in
-# ".block" cover a whole ResBlock (conv 0, BN 1, conv 3, BN 4 on both sides).
-# (theirs, ours, count): a row stands for `count` numbered modules, "{n}" counting from 1 as the
-# authors' names do, "{i}" from 0 as ours do; "{k}" runs over the encoders z, b, p, c.
-# ------------------------------------------------------------------------------------------------
-
-GENERATOR_TABLE = (  # G.pth: G_NET, the EMA generator
-    ("background_stage.fc.0", "generator_ema.background.stem.fc.0", 1),  # Linear(Z + N_b, 2·16·8·ngf)
-    ("background_stage.fc.1", "generator_ema.background.stem.fc.1", 1),  # its BatchNorm1d (then GLU)
-    ("background_stage.upsample{n}.1", "generator_ema.background.stem.up.{i}.1", 5),  # upBlock conv3×3
-    ("background_stage.upsample{n}.2", "generator_ema.background.stem.up.{i}.2", 5),  # upBlock BatchNorm
-    ("background_image.img.0", "generator_ema.background.image.0", 1),  # conv3×3 to RGB (tanh)
-    ("parent_stage.fc.0", "generator_ema.parent.stem.fc.0", 1),  # Linear(Z + N_p, 2·16·8·ngf)
-    ("parent_stage.fc.1", "generator_ema.parent.stem.fc.1", 1),
-    ("parent_stage.upsample{n}.1", "generator_ema.parent.stem.up.{i}.1", 5),
-    ("parent_stage.upsample{n}.2", "generator_ema.parent.stem.up.{i}.2", 5),
-    ("parent_stage.jointConv.0", "generator_ema.parent.joint.conv", 1),  # conv over concat(h, p): h first
-    ("parent_stage.jointConv.1", "generator_ema.parent.joint.bn", 1),
-    ("parent_stage.residual.{i}.block", "generator_ema.parent.residual.{i}.block", 3),
-    ("parent_image.img.0", "generator_ema.child.parent_image.0", 1),  # our child graph composes the parent
-    ("parent_mask.img.0", "generator_ema.child.parent_mask.0", 1),
-    ("child_stage.jointConv.0", "generator_ema.child.joint.conv", 1),  # conv over concat(c, φ): c first
-    ("child_stage.jointConv.1", "generator_ema.child.joint.bn", 1),
-    ("child_stage.residual.{i}.block", "generator_ema.child.residual.{i}.block", 2),
-    ("child_stage.samesample.0", "generator_ema.child.same.0", 1),
-    ("child_stage.samesample.1", "generator_ema.child.same.1", 1),
-    ("child_image.img.0", "generator_ema.child.child_image.0", 1),
-    ("child_mask.img.0", "generator_ema.child.child_mask.0", 1),
-)
-
-ENCODERS_TABLE = (  # E.pth: Encoder, four nets model_z/b/p/c; the first Sequential is encode_img
-    ("model_{k}.0.0", "encoders.{k}.trunk.0.0.0", 1),  # conv4 s2 3 -> ndf (no BatchNorm)
-    ("model_{k}.0.2", "encoders.{k}.trunk.0.1.0", 1),  # conv4 s2 ndf -> 2·ndf
-    ("model_{k}.0.3", "encoders.{k}.trunk.0.1.1", 1),
-    ("model_{k}.0.5", "encoders.{k}.trunk.0.2.0", 1),  # -> 4·ndf
-    ("model_{k}.0.6", "encoders.{k}.trunk.0.2.1", 1),
-    ("model_{k}.0.8", "encoders.{k}.trunk.0.3.0", 1),  # -> 8·ndf
-    ("model_{k}.0.9", "encoders.{k}.trunk.0.3.1", 1),
-    ("model_{k}.1.0", "encoders.{k}.trunk.0.4.0", 1),  # downBlock 8·ndf -> 16·ndf at 4×4
-    ("model_{k}.1.1", "encoders.{k}.trunk.0.4.1", 1),
-    ("model_{k}.2.0", "encoders.{k}.trunk.1.0", 1),  # Block3x3_leakRelu 16·ndf -> 8·ndf
-    ("model_{k}.2.1", "encoders.{k}.trunk.1.1", 1),
-    ("model_{k}.3.0", "encoders.{k}.trunk.2.0", 1),  # Block3x3_leakRelu 8·ndf -> 8·ndf
-    ("model_{k}.3.1", "encoders.{k}.trunk.2.1", 1),
-    ("model_{k}.4", "encoders.{k}.head", 1),  # conv4 stride 4 -> the code (z: then 4·tanh)
-)
-
-EXTRACTOR_TABLE = (  # EX.pth: FeatureExtractor, the U-Net S of feature mode
-    ("first.{i}.0", "extractor.first.{i}.0", 2),  # two sameBlocks: conv3×3 ...
-    ("first.{i}.1", "extractor.first.{i}.1", 2),  # ... and BatchNorm
-    ("down{n}.0", "extractor.down.{i}.0", 6),  # Down_unet conv4 s2 (with bias)
-    ("down{n}.1", "extractor.down.{i}.1", 6),
-    ("up{n}.0", "extractor.up.{i}.0", 6),  # Up_unet transposed conv4 s2 (with bias)
-    ("up{n}.1", "extractor.up.{i}.1", 6),
-    ("last.{i}.block", "extractor.last.{i}.block", 2),  # two ResBlocks at F channels
-)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One of the three input files."""
-
-    option: str  # the command-line option that takes it
-    usual_name: str  # the authors' file name
-    describes: str  # what it holds, for messages
-    table: tuple
-
-
-SLOTS = {
-    "generator": Slot("--generator", "G.pth", "the generator", GENERATOR_TABLE),
-    "encoders": Slot("--encoders", "E.pth", "the encoders", ENCODERS_TABLE),
-    "extractor": Slot("--extractor", "EX.pth", "the feature extractor", EXTRACTOR_TABLE),
-}
-
-
-def module_pairs(slot: str) -> list[tuple[str, str]]:
-    """The table of ``slot`` expanded: (their module path, our module path) for every module."""
-    pairs = []
-    for theirs, ours, count in SLOTS[slot].table:
-        for kind in KINDS if "{k}" in theirs else (None,):
-            for i in range(count):
-                fill = {"i": i, "n": i + 1, "k": kind}
-                pairs.append((theirs.format(**fill), ours.format(**fill)))
-    return pairs
-
-
-def _roots(slot: str) -> set[str]:
-    return {theirs.split(".", 1)[0] for theirs, _ in module_pairs(slot)}
-
 
 # ------------------------------------------------------------------------------------------------
 # What a file must hold for a config
@@ -154,10 +62,9 @@ def reference_layout(cfg: ModelConfig, slot: str) -> dict[str, Expected]:
     with torch.device("meta"):
         module = builders[slot](cfg)
     ours_to_theirs = {ours: theirs for theirs, ours in module_pairs(slot)}
-    prefix = module_pairs(slot)[0][1].split(".", 1)[0]
     layout = {}
     for key, value in module.state_dict().items():
-        ours = f"{prefix}.{key}"
+        ours = f"{SLOTS[slot].prefix}.{key}"
         layout[_their_name(ours, ours_to_theirs)] = Expected(ours, tuple(value.shape), value.is_floating_point())
     return layout
 
@@ -243,10 +150,10 @@ def _plain_tensor(value) -> bool:
 def _check_slot(path: Path, slot: str, tensors: dict) -> None:
     """A file given in the wrong slot (E.pth as --generator) is named for what it is."""
     roots = {name.split(".", 1)[0] for name in tensors}
-    if roots & _roots(slot):
+    if roots & top_level_names(slot):
         return
     for other, spec in SLOTS.items():
-        if other != slot and roots & _roots(other):
+        if other != slot and roots & top_level_names(other):
             raise MnmError(
                 f"{path} was given as {SLOTS[slot].option} but holds {spec.describes} (like the authors' "
                 f"{spec.usual_name}); give it as {spec.option}"

@@ -172,3 +172,12 @@ def test_out_that_is_not_a_checkpoint_is_left_alone(files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "is not an mnm checkpoint folder" in err
     assert (out / "keep.jpg").read_bytes() == b"precious"
+
+
+def test_help_needs_no_torch():
+    from tests.util import run_cli
+
+    result = run_cli("import", "mixnmatch", "--help", block_torch=True)
+    assert result.returncode == 0, result.stderr
+    assert "--generator" in result.stdout and "--extractor" in result.stdout
+    assert "import" in run_cli("--help", block_torch=True).stdout

@@ -13,7 +13,8 @@ import json
 import pytest
 
 from mnm.config import PRESETS, ModelConfig
-from mnm.importers.mixnmatch import SLOTS, module_pairs, reference_layout
+from mnm.importers.mixnmatch import reference_layout
+from mnm.importers.mixnmatch_table import SLOTS, module_pairs
 from mnm.training.export_source import load_for_export
 from tests.importers.conftest import check_graphs_against, import_args, torch_twin, write_files
 from tests.importers.reference_files import DOGS, FILES, published_layout, random_state, with_code_widths
@@ -47,7 +48,7 @@ def test_every_row_of_the_table_names_published_modules(slot):
     ours = [o for _, o in pairs]
     assert len(set(ours)) == len(ours) and not any(a.startswith(b + ".") for a in ours for b in ours)
     assert len({t for t, _ in pairs}) == len(pairs)
-    assert {o.split(".")[0] for o in ours} == {{"generator": "generator_ema"}.get(slot, slot)}
+    assert {o.split(".")[0] for o in ours} == {SLOTS[slot].prefix}
     assert SLOTS[slot].usual_name == FILES[slot]
 
 
