@@ -180,4 +180,4 @@ def test_help_needs_no_torch():
     result = run_cli("import", "mixnmatch", "--help", block_torch=True)
     assert result.returncode == 0, result.stderr
     assert "--generator" in result.stdout and "--extractor" in result.stdout
-    assert "import" in run_cli("--help", block_torch=True).stdout
+    assert "Import models trained by other code" in run_cli("--help", block_torch=True).stdout
