@@ -193,7 +193,7 @@ def scenarios(pipeline, inputs: ScenarioInputs) -> dict[str, Scenario]:
 def backend_names(requested: list[str], bundle) -> tuple[list[str], dict[str, str]]:
     """Expand ``all`` into every backend that can start here for ``bundle`` (with the others'
     reasons), keep the rest."""
-    from mnm.runtime.backends import NAMES, available
+    from mnm.runtime.backends import available
 
     names, skipped = [], {}
     for name in requested:
@@ -204,8 +204,6 @@ def backend_names(requested: list[str], bundle) -> tuple[list[str], dict[str, st
                 elif candidate not in names:
                     names.append(candidate)
         elif name not in names:
-            if name not in (*NAMES, "auto"):
-                raise MnmError(f"unknown backend {name!r}; choose auto, all, {', '.join(NAMES)}")
             names.append(name)
     if not names:
         raise MnmError("no backend to benchmark: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
@@ -225,6 +223,7 @@ def run_bench(
     ``progress(total)`` returns a context manager with ``update()`` (``mnm.progress.track``).
     """
     from mnm.progress import track
+    from mnm.runtime.backends import NAMES
     from mnm.runtime.bundle import Bundle
     from mnm.runtime.pipeline import Pipeline
 
@@ -232,6 +231,9 @@ def run_bench(
         raise MnmError(f"batch sizes must be positive integers, got {list(batches)}")
     if repeats < 1 or warmup < 0:
         raise MnmError(f"--repeats must be at least 1 and --warmup at least 0 (got {repeats}, {warmup})")
+    unknown = [name for name in backends if name not in (*NAMES, "auto", "all")]
+    if unknown:  # before the bundle is opened: a typo fails at once
+        raise MnmError(f"unknown backend {unknown[0]!r}; choose auto, all, {', '.join(NAMES)}")
     bundle = Bundle.open(bundle_path)
     names, skipped = backend_names(list(backends), bundle)
     cfg = bundle.config

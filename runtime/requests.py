@@ -18,6 +18,7 @@ numpy only; images are not read here (the pipeline prepares them, once per disti
 from __future__ import annotations
 
 import csv
+import glob
 import itertools
 import os
 import re
@@ -29,6 +30,7 @@ import numpy as np
 from mnm.codes import as_categorical, z_from_seed
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
+from mnm.imaging import IMAGE_SUFFIXES, image_files, natural_key
 
 FACTORS = ("background", "pose", "shape", "texture")
 CODE_OF = {"background": "b", "shape": "p", "texture": "c"}
@@ -200,6 +202,27 @@ def split_specs(values) -> list[str]:
             out.extend(part.strip() for part in value.split(",") if part.strip())
         else:
             out.append(value)
+    return out
+
+
+def expand_specs(specs: list[str], option: str) -> list[str]:
+    """A folder or a glob pattern given as one value becomes the images it names, in natural order:
+    ``--texture refs/`` or ``--texture 'refs/*.png'``. Other specs pass through unchanged."""
+    out: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise MnmError(f"{option} {spec}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif any(ch in spec for ch in "*?[") and not path.exists():
+            found = sorted((Path(p) for p in glob.glob(spec) if Path(p).is_file()), key=natural_key)
+            if not found:
+                raise MnmError(f"{option} {spec}: no file matches the pattern")
+        else:
+            out.append(spec)
+            continue
+        out.extend(str(p) for p in found)
     return out
 
 

@@ -27,10 +27,9 @@ from PIL import Image
 
 from mnm.atomic import atomic_dir, atomic_path
 from mnm.errors import MnmError
-from mnm.imaging import load_image
+from mnm.imaging import IMAGE_SUFFIXES, image_files, load_image
 from mnm.runtime.containers import cut_short
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 GIF_MAX_BYTES = 128 * 2**20
 """A GIF is encoded at the end, so its frames stay in memory: at most this many bytes of RGB frames."""
 GIF_MIN_CS = 2
@@ -105,14 +104,9 @@ class FolderSource:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.name = str(folder)
-        files = [
-            p
-            for p in self.folder.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        ]
-        if not files:
+        self.files = image_files(self.folder)
+        if not self.files:
             raise MnmError(f"{self.name}: no frames: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.files = sorted(files, key=_natural_key)
         self.frame_count = len(self.files)
 
     def frames(self) -> Iterator[np.ndarray]:
@@ -155,10 +149,6 @@ def _frame_count(path: Path) -> int:
         return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     finally:
         capture.release()
-
-
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 # ---------------------------------------------------------------- sinks
