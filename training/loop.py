@@ -284,9 +284,8 @@ class _Loop:
         _, trainer_rng = step_randomness(self.seed, self.step, self.replicas.rank)
         try:
             losses = self.setup.trainer.train_step(self.to_device(batch), trainer_rng)
-        except NonFiniteLoss as exc:
-            what = f"loss {exc.loss_name} = {exc.value} in the {exc.step_name} step"
-            raise self.non_finite(what, self.step + 1) from None
+        except NonFiniteLoss as exc:  # every process gets here at once (the check is agreed on)
+            raise self.non_finite(exc.what, self.step + 1) from None
         self.replicas.average_buffers(self.setup.trainer.modules())
         stats = self.replicas.mean_stats(losses)
         bad = sorted(k for k, v in stats.items() if not math.isfinite(v))
