@@ -64,6 +64,18 @@ def test_two_processes_train_identical_replicas(synth_data, tmp_path):
     rank0, rank1 = meta["replica_checksums"]
     assert rank0 == rank1 == tensor_digest(tensors).hex()
 
+    # Resumed by one process: allowed, said, and recorded; the data continue where the two left off.
+    proc = run_cli("train", "code", "--resume", run_dir, "--steps", "3", "--threads", "1", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ("note: resuming a run of 2 process(es) with 1: the global batch goes from 4 to 2 images per step; "
+            "the data continue at image 8") in proc.stderr
+    options = json.loads((run_dir / "options.json").read_text())
+    assert options["world_size"] == 1
+    assert [{k: r[k] for k in ("step", "world_size", "from_world_size")} for r in options["resumes"]] == [
+        {"step": 2, "world_size": 1, "from_world_size": 2}]
+    _, meta = load_checkpoint(run_dir / "checkpoints" / "00000003")
+    assert meta["world_size"] == 1 and meta["images_seen"] == 2 * 4 + 2
+
 
 def test_launcher_stops_the_others_when_one_process_fails():
     """A failed rank leaves its peers blocked in collectives: they are killed after the grace time,
