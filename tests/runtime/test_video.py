@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -422,7 +424,7 @@ def test_source_failing_mid_stream_keeps_what_was_produced(tmp_path):
     sink = video.open_sink(tmp_path / "out.gif", fps=10)
     report = realtime.run(video.open_source(str(folder)), slow_thumbnail(0), sink, show_progress=False)
     assert report.stopped == "source error" and "stopped at frame 6 of 8" in str(report.error)
-    assert (report.frames_in, report.frames_out, report.drops) == (5, 5, 0)
+    assert (report.frames_in, report.frames_out, report.drops, report.failed) == (5, 5, 0, 0)
     n, _ = gif_frames(tmp_path / "out.gif")
     assert n == 5
     assert leftovers(tmp_path) == []
@@ -443,6 +445,34 @@ def test_a_model_error_keeps_frames_already_written(tmp_path):
     # frame 4 failed; frame 5, which the capture thread may have read meanwhile, never entered the loop
     assert (report.frames_in, report.drops, report.failed) == (5, 0, 1)
     assert "frames in 5, out 4, dropped 0, failed 1 (every frame)" in report.summary_lines()[0]
+
+
+def test_a_sink_that_cannot_write_counts_the_frame_as_failed(tmp_path):
+    """A real write failure: the file size limit (RLIMIT_FSIZE) of a child process stops the third PNG
+    (noise, large) while the first two (flat, small) fit; the frames before it are kept."""
+    folder = write_frame_folder(tmp_path / "frames", 6)
+    code = f"""
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from mnm.runtime import realtime, video
+from tests.runtime.test_video import index_of
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)  # ~480 kB as PNG
+flat = np.zeros((400, 400, 3), np.uint8)
+process = lambda frame: noise if index_of(frame) == 2 else flat
+report = realtime.run(video.open_source({str(folder)!r}), process, video.open_sink({str(tmp_path / "out")!r}, 10),
+                      show_progress=False)
+print(report.stopped, report.frames_in, report.frames_out, report.drops, report.failed)
+print(report.error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    counts, error = result.stdout.splitlines()
+    assert counts == "error 3 2 0 1"
+    assert "cannot write frame 000002.png" in error and "File too large" in error
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000000.png", "000001.png"]
 
 
 class SlowSource:
