@@ -12,7 +12,8 @@ Which codes each factor carries (DESIGN §3, §6):
 - shape: p; an image gives E_p(image), ``code:K`` or a vector sets it (no ``seed:``);
 - texture: c; likewise from E_c.
 
-numpy only; images are not read here (the pipeline prepares them, once per distinct reference).
+Images are not decoded here (the pipeline prepares them, once per distinct reference); a folder or a
+glob pattern given as one CLI value is expanded to the images it names (``expand_specs``).
 """
 
 from __future__ import annotations
@@ -214,11 +215,12 @@ def expand_specs(specs: list[str], option: str) -> list[str]:
         if path.is_dir():
             found = image_files(path)
             if not found:
-                raise MnmError(f"{option} {spec}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                raise MnmError(f"{spec}: is a folder with no images ({', '.join(IMAGE_SUFFIXES)}); {option} takes "
+                               "an image, a folder of images or a quoted pattern")
         elif any(ch in spec for ch in "*?[") and not path.exists():
             found = sorted((Path(p) for p in glob.glob(spec) if Path(p).is_file()), key=natural_key)
             if not found:
-                raise MnmError(f"{option} {spec}: no file matches the pattern")
+                raise MnmError(f"{spec}: no file matches the pattern ({option})")
         else:
             out.append(spec)
             continue

@@ -514,10 +514,12 @@ def test_ctrl_c_during_inference_counts_the_frame_in_flight_as_failed(tmp_path, 
                           realtime=live, pace_fps=100 if live else None, show_progress=False)
     assert report.stopped == "interrupted" and report.failed == 1
     assert report.frames_in == report.frames_out + report.drops + report.failed
-    assert report.frames_out == len(seen) - 1 == 6 == sink.count == gif_frames(tmp_path / "out.gif")[0]
+    assert report.frames_out == len(seen) - 1 == 6 == sink.count
     if live:
         assert report.drops > 0  # inference (20 ms) is slower than the 100 fps capture
+        assert gif_frames(tmp_path / "out.gif")[0] <= 6  # frames shown under 20 ms are left out of a GIF
     else:
+        assert gif_frames(tmp_path / "out.gif")[0] == 6
         assert (report.frames_in, report.drops) == (7, 0)  # no phantom drop for the frame left in the slot
 
 
