@@ -5,10 +5,11 @@ One step: sample codes y and run the frozen G (eval mode): φ(y) and the image G
 Feature-D step: φ(y) is real, S(x) on the real batch is fake. S step: fool that D, plus
 L1(S(G(y)), φ(y)), which ties S(x) to x's own pixel-level shape and pose; both weigh 1.
 
-The codes follow the reference's second stage: b, p and c independent (so G(y) pairs any texture
-and background with any shape, and S cannot read the shape off the texture), and for 20 % of the
-batches a soft p, softmax of N(0, 1) logits (φ between the shapes). ``feature_codes="constrained"``
-samples them as stage 1's adversarial side does instead. docs/training.md.
+The codes (``feature_codes``): "constrained" as stage 1's adversarial side (c uniform, p = parent of
+c, b = c), the default, or "reference" as the reference's second stage: b, p and c independent (G(y)
+pairs any texture and background with any shape) and, for 20 % of the batches, a soft p, softmax of
+N(0, 1) logits (φ between the shapes). On the synthetic set the constrained codes gave the better
+feature-mode transfer; docs/training.md has the numbers.
 """
 
 from __future__ import annotations

@@ -125,8 +125,8 @@ def feature(
         False, "--no-feature-adv", help="Ablation: drop the adversarial loss on S's real-image features."),
     feature_codes: str | None = typer.Option(
         None, "--feature-codes",
-        help="Codes for S's training: reference (b, p, c independent, a soft p in 20 % of batches; the "
-        "default) or constrained (as stage 1's adversarial side)."),
+        help="Codes for S's training: constrained (as stage 1's adversarial side; the default) or reference "
+        "(b, p, c independent, a soft p in 20 % of batches, as the reference's second stage)."),
     threads: Threads = None,
     device: Device = "auto",
     amp: Amp = False,
