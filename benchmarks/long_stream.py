@@ -144,10 +144,10 @@ def drop_run(animator, stream: Path, frames: int, pace_fps: float) -> dict:
         full = False
         count = 0
 
-        def write(self, frame: np.ndarray) -> None:
+        def write(self, frame: np.ndarray, t: float | None = None) -> None:
             self.count += 1
 
-        def close(self) -> None:
+        def close(self, end: float | None = None) -> None:
             pass
 
     sink = Counting()

@@ -1,16 +1,22 @@
 """Atomic writes: write under a temporary name in the same folder, then rename.
 
 An interrupted run therefore leaves either the previous good file or the new one, never a
-half-written file under the final name.
+half-written file under the final name. A killed process leaves its temporary entry behind; the
+name carries the writer's process id and host (``.mnm-tmp-<pid>.<host>-...``), so the next write
+into that folder removes the entries of writers that are gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +26,13 @@ TMP_PREFIX = ".mnm-tmp-"
 WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 """errno values that mean the output cannot be written (disk full, file size limit, read-only,
 device error): reported as one line naming the target, whichever writer hit them."""
+
+
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+"""This machine in temporary names: a folder shared between machines keeps the others' entries."""
+_OWNED = re.compile(rf"^{re.escape(TMP_PREFIX)}(\d+)\.([0-9a-f]{{8}})-")
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
 
 
 def _current_umask() -> int:
@@ -43,7 +56,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     suffix = path.suffix if suffix is None else suffix
     with _reported(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.stem + "-", suffix=suffix, dir=path.parent)
+        remove_stale(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.stem), suffix=suffix, dir=path.parent)
         os.close(fd)
     tmp = Path(tmp)
     try:
@@ -52,6 +66,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             yield tmp
             _fsync_file(tmp)
             os.replace(tmp, path)
+            _fsync_dir(path.parent)  # the rename itself survives a power loss
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -78,7 +93,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     with _reported(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         recover_dir(path)
-        tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + "-", dir=path.parent))
+        remove_stale(path.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.name), dir=path.parent))
     try:
         with _reported(path, only=WRITE_FAILURES):
             os.chmod(tmp, DIR_MODE)
@@ -108,6 +124,45 @@ def recover_dir(path: str | os.PathLike) -> None:
             os.replace(aside, path)
 
 
+def remove_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary entries that writers on this machine which are no longer running left
+    in ``folder`` (a killed export or ``mix --batch``); the removed paths. Each folder is swept once
+    per process, so a long batch of writes into one folder lists it once."""
+    folder = Path(folder).resolve()
+    with _swept_lock:
+        if folder in _swept:
+            return []
+        _swept.add(folder)
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            match = _OWNED.match(entry.name)
+            if match and match.group(2) == HOST_TAG and not _running(int(match.group(1))):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
+def _temp_prefix(name: str) -> str:
+    return f"{TMP_PREFIX}{os.getpid()}.{HOST_TAG}-{name}-"
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists here (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):  # not a valid process id: not a writer that is still running
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _reported(target: Path, only: frozenset[int] | None = None) -> Iterator[None]:
     """Turn an ``OSError`` (any, or one whose errno is in ``only``) into one line naming ``target``."""
@@ -128,5 +183,8 @@ def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems that cannot sync a folder
+            raise
     finally:
         os.close(fd)

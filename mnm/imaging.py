@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -44,6 +45,7 @@ _GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
 _SAVE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 _LOSSY_QUALITY = 95
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 FITS = ("crop", "squash")
 """How a reference without a box becomes square: the centred square, or the whole image resized."""
@@ -294,3 +296,18 @@ def encode_image(image: np.ndarray, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images directly in ``folder`` (by suffix; hidden files left out) in natural name order:
+    frame2 before frame10."""
+    files = [
+        p for p in Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    ]
+    return sorted(files, key=natural_key)
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that compares the digit runs of a name as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]

@@ -207,14 +207,14 @@ def backend_names(requested: list[str]) -> list[tuple[str, bool]]:
     return list(names.items())
 
 
-def start_pipelines(bundle, requested: list[str]) -> tuple[dict, dict[str, str]]:
+def start_pipelines(bundle, names: list[tuple[str, bool]]) -> tuple[dict, dict[str, str]]:
     """A pipeline per backend that starts (created for real, as ``--backend auto`` would), and why
     each optional one did not."""
     from mnm.runtime.backends import BackendUnavailable, start
     from mnm.runtime.pipeline import Pipeline
 
     pipelines, skipped = {}, {}
-    for name, optional in backend_names(requested):
+    for name, optional in names:
         if not optional:
             pipeline = Pipeline(bundle, backend=name)
             pipelines[pipeline.backend.name if name == "auto" else name] = pipeline
@@ -247,8 +247,9 @@ def run_bench(
         raise MnmError(f"batch sizes must be positive integers, got {list(batches)}")
     if repeats < 1 or warmup < 0:
         raise MnmError(f"--repeats must be at least 1 and --warmup at least 0 (got {repeats}, {warmup})")
+    names = backend_names(list(backends))  # before the bundle is opened: a typo fails at once
     bundle = Bundle.open(bundle_path)
-    pipelines, skipped = start_pipelines(bundle, list(backends))
+    pipelines, skipped = start_pipelines(bundle, names)
     cfg = bundle.config
     inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
     n_scenarios = 2 + len(bundle.modes)

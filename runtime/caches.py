@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+import numpy as np
+
 
 class Counters:
     """Graph runs and images per graph, safe to update from many threads."""
@@ -37,7 +39,13 @@ class Counters:
 
 
 class Lru:
-    """A bounded mapping with least-recently-used eviction, under a lock; counts hits and misses."""
+    """A bounded mapping of arrays with least-recently-used eviction, under a lock; counts hits and misses.
+
+    ``put`` stores a read-only copy: a row of a batch output would keep the whole batch alive
+    (eviction would free nothing while a sibling row is cached), and a caller editing a returned
+    array in place would change every later result. So the bound is the real memory bound, and
+    what comes out of the cache cannot be edited.
+    """
 
     def __init__(self, size: int):
         self.size = size
@@ -60,13 +68,30 @@ class Lru:
         with self._lock:
             return {"hits": self.hits, "misses": self.misses, "entries": len(self._data), "size": self.size}
 
-    def put(self, key, value) -> None:
+    def put(self, key, value: np.ndarray) -> np.ndarray:
+        """Store a read-only copy of ``value``; return that copy."""
+        stored = frozen_copy(value)
         with self._lock:
-            self._data[key] = value
+            self._data[key] = stored
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
+        return stored
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+
+
+def frozen_copy(array: np.ndarray) -> np.ndarray:
+    """A read-only array that owns its memory (no view of a larger buffer)."""
+    out = np.array(array, copy=True, order="C")
+    out.flags.writeable = False
+    return out
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array`` (no copy)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view

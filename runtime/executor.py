@@ -71,8 +71,7 @@ class Executor:
             out = self.run(graph, {"image": np.stack([ref.array for _, ref in items])})
             values = out[graph.removeprefix("enc_")]
             for (key, _), value in zip(items, values, strict=True):
-                self._codes.put(key, value)
-                found[key] = value
+                found[key] = self._codes.put(key, value)
         return found
 
     def backgrounds(self, plans: list[Plan]) -> list[np.ndarray]:
@@ -137,6 +136,5 @@ class Executor:
             firsts = list(misses.values())
             out = self.run(graph, feeds_of(firsts))[output]
             for key, value in zip(misses, out, strict=True):
-                cache.put(key, value)
-                values[key] = value
+                values[key] = cache.put(key, value)
         return [values[key] for key in keys]

@@ -30,6 +30,7 @@ from mnm.runtime import stitch as stitching
 from mnm.runtime.animator import Animator
 from mnm.runtime.backends import create
 from mnm.runtime.bundle import Bundle
+from mnm.runtime.caches import frozen_copy, read_only
 from mnm.runtime.executor import DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH, Executor
 from mnm.runtime.planner import ENCODER_OF, Plan, make_ref, plan_mixes
 from mnm.runtime.requests import FACTORS, BoxTable, Factor, Mix, parse_factor
@@ -215,7 +216,10 @@ class Pipeline:
         codes = {"z_bg": plan.z_bg, "b": plan.b, "c": plan.c}
         if plan.z_pose is not None:
             codes.update(z_pose=plan.z_pose, p=plan.p)
-        return Rendered(to_uint8(image), outputs, codes)
+        # Rows of g_child's batch are copied (a row would keep the batch alive); cached arrays are read-only
+        # already; codes are read-only views (the caches and the factors hold them).
+        outputs = {k: v if not v.flags.writeable else frozen_copy(v) for k, v in outputs.items()}
+        return Rendered(to_uint8(image), outputs, {k: read_only(v) for k, v in codes.items()})
 
     def _thumbnail(self, factor: Factor | None) -> np.ndarray | None:
         if factor is None or not factor.is_image:

@@ -1,7 +1,7 @@
 """Planning: from the mixes a caller asks for to the inputs of each ``g_child`` run.
 
-A plan resolves every factor once (a ``random`` factor is sampled once per ``Factor`` object, so
-mixes that share the object share the sample), prepares each distinct reference image once, and
+A plan resolves every factor once (a ``random`` factor is sampled once per ``Factor.key``, so
+mixes that share the factor share the sample), prepares each distinct reference image once, and
 asks for only the encoders the request needs: a background reference runs E_z and E_b, a pose
 reference E_z (code mode; in feature mode it feeds S instead), a shape reference E_p, a texture
 reference E_c. ``code:``, ``seed:`` and ``random`` factors run no encoder. See docs/runtime.md.
@@ -65,9 +65,7 @@ def plan_mixes(
     encode: Callable[[EncodeJobs], dict[tuple[str, str], np.ndarray]],
 ) -> list[Plan]:
     """One ``Plan`` per mix; ``prepare(image, box)`` makes a model input, ``encode(jobs)`` runs the encoders."""
-    # id(Factor) -> (that Factor, its concrete factor): one sample per object. The Factor is held so
-    # its id cannot be reused by a later temporary (a shape left out in code mode) within this call.
-    resolved: dict[int, tuple[Factor, Factor]] = {}
+    resolved: dict[int, Factor] = {}  # Factor.key -> its concrete factor: one sample per factor
     refs: dict[object, Ref] = {}  # source key -> prepared reference
     jobs: EncodeJobs = {}
     wanted = []  # per mix: {factor: Factor or Ref}
@@ -82,9 +80,9 @@ def plan_mixes(
                              ("shape", shape), ("texture", mix.texture)):
             if factor is None:
                 continue
-            if id(factor) not in resolved:
-                resolved[id(factor)] = (factor, factor.resolve(kind, config, rng))
-            factor = resolved[id(factor)][1]
+            if factor.key not in resolved:
+                resolved[factor.key] = factor.resolve(kind, config, rng)
+            factor = resolved[factor.key]
             if factor.is_image:
                 key = source_key(factor)
                 if key not in refs:

@@ -3,8 +3,12 @@
 In real-time mode (webcams always; files and folders on request, paced by their frame rate) the
 slot keeps only the newest frame: a frame replaced before inference took it is a drop, counted and
 never queued, so latency cannot grow behind a backlog. Otherwise the handoff blocks and every frame
-is processed. Either way frames in = frames out + drops. The loop knows nothing of models: it runs
-any ``process(frame) -> frame``.
+is processed. On every exit path frames in = frames out + drops + failed, where "in" counts the
+frames the loop took from the source (a frame the capture thread had just read when the loop
+stopped is not one) and "failed" the frame in flight when inference or the sink raised or Ctrl+C
+came. In real-time mode each frame is written with its capture time, so the file plays at the speed
+it was captured, drops or not. The loop knows nothing of models: it runs any
+``process(frame) -> frame``. docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -103,13 +107,13 @@ class FrameSlot:
 
 
 class _Capture(threading.Thread):
-    """Reads the source into the slot, stamping each frame with its capture time."""
+    """Reads the source into the slot, stamping each frame with its index and capture time."""
 
     def __init__(self, source, slot: FrameSlot, pace_fps: float | None, limit: int | None):
         super().__init__(name="mnm-capture", daemon=True)
         self.source, self.slot, self.pace_fps, self.limit = source, slot, pace_fps, limit
-        self.frames_in = 0
-        self.rejected = 0
+        self.frames_read = 0
+        self.handed = 0  # frames the slot accepted
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -119,7 +123,7 @@ class _Capture(threading.Thread):
             self.error = exc
         except cv2.error as exc:
             detail = " ".join(str(exc).split())  # OpenCV messages span lines; ours are one line
-            self.error = MnmError(f"{self.source.name}: reading stopped after {self.frames_in} frames ({detail})")
+            self.error = MnmError(f"{self.source.name}: reading stopped after {self.frames_read} frames ({detail})")
         except BaseException as exc:  # a bug: handed to the main thread, which re-raises it
             self.error = exc
         finally:
@@ -129,26 +133,30 @@ class _Capture(threading.Thread):
         start = time.perf_counter()
         for frame in self.source.frames():
             if self.pace_fps:
-                wait = start + self.frames_in / self.pace_fps - time.perf_counter()
+                wait = start + self.frames_read / self.pace_fps - time.perf_counter()
                 if wait > 0 and self.slot.closed.wait(wait):
                     return
-            self.frames_in += 1
-            if not self.slot.put((frame, time.perf_counter())):
-                self.rejected += 1
+            index = self.frames_read
+            self.frames_read += 1
+            if not self.slot.put((frame, index, time.perf_counter())):
                 return
-            if self.slot.closed.is_set() or (self.limit and self.frames_in >= self.limit):
+            self.handed += 1
+            if self.slot.closed.is_set() or (self.limit and self.frames_read >= self.limit):
                 return
 
 
 @dataclass
 class LoopReport:
-    """What a run did: counts, timings, and why it stopped (``error`` holds a source or model failure)."""
+    """What a run did: counts, timings, and why it stopped (``error`` holds a source or model failure).
+
+    ``frames_in == frames_out + drops + failed`` on every exit path (see the module docstring)."""
 
     source: str
     realtime: bool
     frames_in: int
     frames_out: int
     drops: int
+    failed: int
     latency_ms: dict
     inference_ms: dict
     fps: float
@@ -164,6 +172,7 @@ class LoopReport:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "drops": self.drops,
+            "failed": self.failed,
             "latency_ms": self.latency_ms,
             "inference_ms": self.inference_ms,
             "fps": self.fps,
@@ -175,7 +184,8 @@ class LoopReport:
 
     def summary_lines(self) -> list[str]:
         mode = "real time, newest frame only" if self.realtime else "every frame"
-        lines = [f"frames in {self.frames_in}, out {self.frames_out}, dropped {self.drops} ({mode})"]
+        counts = f"frames in {self.frames_in}, out {self.frames_out}, dropped {self.drops}, failed {self.failed}"
+        lines = [f"{counts} ({mode})"]
         if self.frames_out:
             lat, inf = self.latency_ms, self.inference_ms
             lines.append(
@@ -201,11 +211,14 @@ def run(
     The sink is closed even after an error or Ctrl+C, so frames already produced are kept. A source
     or model failure comes back as ``report.error``; anything else is a bug and propagates.
     ``pace_fps`` makes the capture thread read no faster than that rate (a file played as if live).
+    In real-time mode a frame's time in the output is its index / ``pace_fps`` (a paced file) or
+    its capture time (a live source); otherwise frames follow each other at the sink's rate.
     """
     slot = FrameSlot(keep_newest=realtime)
     capture = _Capture(source, slot, pace_fps, limit=None if realtime else max_frames)
     latency, inference = TimingStats(), TimingStats()
-    frames_out, stopped, error, notes = 0, "end of source", None, []
+    taken = frames_out = 0
+    stopped, error, notes, first_capture, end = "end of source", None, [], None, None
     total = (
         source.frame_count if max_frames is None or source.frame_count is None else min(source.frame_count, max_frames)
     )
@@ -214,15 +227,18 @@ def run(
     capture.start()
     try:
         while (item := slot.take()) is not None:
-            frame, captured = item
+            taken += 1
+            frame, index, captured = item
+            first_capture = captured if first_capture is None else first_capture
             began = time.perf_counter()
             out = process(frame)
             inference.add(time.perf_counter() - began)
             if sink is not None:
-                sink.write(out)
+                sink.write(out, _output_time(realtime, index, pace_fps, captured - first_capture))
+                end = (index + 1) / pace_fps if realtime and pace_fps else None  # the frame's period ends
+            frames_out += 1
             keep_showing = window.show(out) if window is not None else True
             latency.add(time.perf_counter() - captured)
-            frames_out += 1
             if bar is not None:
                 bar.update(1)
             if max_frames and frames_out >= max_frames:
@@ -245,7 +261,7 @@ def run(
         if bar is not None:
             bar.close()
         if sink is not None:
-            sink.close()
+            sink.close(end)
     if capture.error is not None and not isinstance(capture.error, MnmError):
         raise capture.error
     if capture.error is not None and error is None:
@@ -253,9 +269,10 @@ def run(
     return LoopReport(
         source=source.name,
         realtime=realtime,
-        frames_in=capture.frames_in,
+        frames_in=capture.handed - left,
         frames_out=frames_out,
-        drops=slot.dropped + left + capture.rejected,
+        drops=slot.dropped,
+        failed=taken - frames_out,
         latency_ms=latency.summary_ms(),
         inference_ms=inference.summary_ms(),
         fps=frames_out / wall if wall > 0 else 0.0,
@@ -264,3 +281,10 @@ def run(
         error=error,
         notes=notes,
     )
+
+
+def _output_time(realtime: bool, index: int, pace_fps: float | None, since_first: float) -> float | None:
+    """A frame's time in the written file: None (the sink's next slot) unless in real time."""
+    if not realtime:
+        return None
+    return index / pace_fps if pace_fps else since_first

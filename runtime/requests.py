@@ -12,15 +12,18 @@ Which codes each factor carries (DESIGN §3, §6):
 - shape: p; an image gives E_p(image), ``code:K`` or a vector sets it (no ``seed:``);
 - texture: c; likewise from E_c.
 
-numpy only; images are not read here (the pipeline prepares them, once per distinct reference).
+Images are not decoded here (the pipeline prepares them, once per distinct reference); a folder or a
+glob pattern given as one CLI value is expanded to the images it names (``expand_specs``).
 """
 
 from __future__ import annotations
 
 import csv
+import glob
+import itertools
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ import numpy as np
 from mnm.codes import as_categorical, z_from_seed
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
+from mnm.imaging import IMAGE_SUFFIXES, image_files, natural_key
 
 FACTORS = ("background", "pose", "shape", "texture")
 CODE_OF = {"background": "b", "shape": "p", "texture": "c"}
@@ -37,6 +41,7 @@ HAS_Z = ("background", "pose")
 _SPEC = re.compile(r"^(code|seed):(-?\d+)$")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _BOX_LINE = re.compile(rf"^(.+?)[\s,]+((?:{_NUM}[\s,]+){{3}}{_NUM})$")
+_KEYS = itertools.count()
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +50,9 @@ class Factor:
 
     ``image``: a path or an H x W x 3 uint8 array; ``box``: its object box (x, y, w, h) pixels.
     ``code``: index or probability vector of b / p / c. ``z``: a seed (int) or a z vector.
-    ``label``: how grids and logs show it.
+    ``label``: how grids and logs show it (default: from the fields). ``key``: a number unique in
+    the process, given at construction: a ``random`` factor is sampled once per key, so mixes that
+    share a factor share its sample (``dataclasses.replace`` makes a new factor with a new key).
     """
 
     image: str | os.PathLike | np.ndarray | None = None
@@ -53,13 +60,19 @@ class Factor:
     code: int | np.ndarray | None = None
     z: int | np.ndarray | None = None
     label: str = ""
+    key: int = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "key", next(_KEYS))
+        if not self.label:
+            object.__setattr__(self, "label", _default_label(self))
 
     @property
     def is_image(self) -> bool:
         return self.image is not None
 
     def check(self, kind: str) -> Factor:
-        """Refuse fields this kind of factor does not have; fill in the label."""
+        """Refuse fields this kind of factor does not have; the factor itself when it is fine."""
         if kind not in FACTORS:
             raise MnmError(f"unknown factor {kind!r}; factors are {', '.join(FACTORS)}")
         if self.image is not None and (self.code is not None or self.z is not None):
@@ -70,7 +83,7 @@ class Factor:
             raise MnmError(f"{kind}: has no category code; use seed:N or a z vector")
         if self.z is not None and kind not in HAS_Z:
             raise MnmError(f"{kind}: has no z; use code:K or a {CODE_OF[kind]} vector")
-        return self if self.label else replace(self, label=_default_label(self))
+        return self
 
     def resolve(self, kind: str, cfg: ModelConfig, rng: np.random.Generator) -> Factor:
         """Concrete codes for a code factor: seeds become z vectors, missing codes are sampled from ``rng``.
@@ -98,7 +111,7 @@ class Factor:
                 z = np.asarray(self.z, dtype=np.float32).reshape(-1)
                 if z.shape != (cfg.z_dim,) or not np.isfinite(z).all():
                     raise MnmError(f"{kind}: z must be {cfg.z_dim} finite numbers, got shape {z.shape}")
-        return Factor(code=code, z=z, label=self.label or _default_label(self))
+        return Factor(code=code, z=z, label=self.label)
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,28 @@ def split_specs(values) -> list[str]:
             out.extend(part.strip() for part in value.split(",") if part.strip())
         else:
             out.append(value)
+    return out
+
+
+def expand_specs(specs: list[str], option: str) -> list[str]:
+    """A folder or a glob pattern given as one value becomes the images it names, in natural order:
+    ``--texture refs/`` or ``--texture 'refs/*.png'``. Other specs pass through unchanged."""
+    out: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise MnmError(f"{spec}: is a folder with no images ({', '.join(IMAGE_SUFFIXES)}); {option} takes "
+                               "an image, a folder of images or a quoted pattern")
+        elif any(ch in spec for ch in "*?[") and not path.exists():
+            found = sorted((Path(p) for p in glob.glob(spec) if Path(p).is_file()), key=natural_key)
+            if not found:
+                raise MnmError(f"{spec}: no file matches the pattern ({option})")
+        else:
+            out.append(spec)
+            continue
+        out.extend(str(p) for p in found)
     return out
 
 

@@ -13,7 +13,8 @@ from mnm.runtime import grid as grid_layout
 class Rendered:
     """A generated image: ``image`` H x W x 3 uint8 (stitched if asked), ``outputs`` the float
     arrays (3 x S x S / 1 x S x S in the model's ranges: g_child's outputs plus ``background`` and
-    ``shape_feature``), ``codes`` the codes used (z_bg, b, c, and z_pose, p in code mode)."""
+    ``shape_feature``), ``codes`` the codes used (z_bg, b, c, and z_pose, p in code mode).
+    ``outputs`` and ``codes`` are read-only (the pipeline's caches share them): copy to edit."""
 
     image: np.ndarray
     outputs: dict[str, np.ndarray]

@@ -1,10 +1,16 @@
-"""Video sources and sinks for animation: frames in as RGB uint8, frames out to GIF, MP4, PNGs or a window.
+"""Video sources and sinks for animation: frames in as RGB uint8, frames out to GIF, MP4 or PNGs.
 
 Sources: a webcam index, a video file (both through one ``cv2.VideoCapture`` class, so tests that
 read a file exercise the webcam path), or a folder of images. Each source peeks at its first frame
 when opened, so a source without frames fails before any model work, and each says when it stops
 early instead of ending quietly. Sinks write to a temporary name beside the target and rename it on
 ``close``; whatever was written before an error is kept.
+
+Timing: ``write(frame, t)`` takes the frame's time in seconds on the output's timeline (None: the
+next slot at the sink's rate), ``close(end)`` the time the last frame stops showing (None: one slot
+after it). A GIF gives each frame the time until the next one; an MP4 has one rate, so a frame is
+repeated over the slots until the next one. So a real-time run, which writes
+only the frames it had time for, still plays at the speed it was captured. docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +27,14 @@ from PIL import Image
 
 from mnm.atomic import atomic_dir, atomic_path
 from mnm.errors import MnmError
-from mnm.imaging import load_image
+from mnm.imaging import IMAGE_SUFFIXES, image_files, load_image
+from mnm.runtime.containers import cut_short
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 GIF_MAX_BYTES = 128 * 2**20
 """A GIF is encoded at the end, so its frames stay in memory: at most this many bytes of RGB frames."""
+GIF_MIN_CS = 2
+"""Shortest GIF frame in centiseconds: browsers show shorter frames for 100 ms. Frames closer than
+this to the previous one are left out, so a fast source keeps its speed, not its frame count."""
 
 FRAME_NAME = re.compile(r"\d{6}\.png")
 
@@ -74,9 +82,14 @@ class CaptureSource:
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         if self.live:
             raise MnmError(f"{self.name}: the camera stopped delivering frames after {n} frames")
-        if self.frame_count is not None and n < self.frame_count:
-            count = self.frame_count
-            raise MnmError(f"{self.name}: the video stopped after {n} of {count} frames (truncated, corrupt)")
+        # The frame count is an estimate for containers without an index: the file's own sizes say
+        # whether reading ended at the end of the data or where the file was cut.
+        if cut_short(self.name):
+            of = f" of about {self.frame_count}" if self.frame_count else ""
+            raise MnmError(
+                f"{self.name}: the file is cut short (truncated, or still being written): "
+                f"reading stopped after {n}{of} frames"
+            )
 
     def close(self) -> None:
         self._cap.release()
@@ -91,14 +104,9 @@ class FolderSource:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.name = str(folder)
-        files = [
-            p
-            for p in self.folder.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        ]
-        if not files:
+        self.files = image_files(self.folder)
+        if not self.files:
             raise MnmError(f"{self.name}: no frames: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.files = sorted(files, key=_natural_key)
         self.frame_count = len(self.files)
 
     def frames(self) -> Iterator[np.ndarray]:
@@ -143,10 +151,6 @@ def _frame_count(path: Path) -> int:
         capture.release()
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 # ---------------------------------------------------------------- sinks
 
 
@@ -174,6 +178,8 @@ class GifSink:
     def __init__(self, path: Path, fps: float, max_bytes: int = GIF_MAX_BYTES):
         self.path, self.fps, self.max_bytes = path, fps, max_bytes
         self._frames: list[np.ndarray] = []
+        self._times: list[float] = []
+        self._end: float | None = None
         self.count = 0
         self.full = False
 
@@ -184,60 +190,109 @@ class GifSink:
             f"frames ({self.max_bytes / 2**20:g} MiB); write .mp4 or a frame folder for longer runs"
         )
 
-    def write(self, frame: np.ndarray) -> None:
+    @property
+    def duration_s(self) -> float:
+        """How long the file plays (once closed; before, as if the last frame lasted one slot)."""
+        if not self._times:
+            return 0.0
+        return (self._end if self._end is not None else self._times[-1] + 1 / self.fps) - self._times[0]
+
+    def write(self, frame: np.ndarray, t: float | None = None) -> None:
+        self._times.append(self.count / self.fps if t is None else t)
         self._frames.append(np.array(frame, dtype=np.uint8, copy=True))
         self.count += 1
         self.full = (self.count + 1) * frame.nbytes > self.max_bytes
 
-    def close(self) -> None:
+    def close(self, end: float | None = None) -> None:
         if not self._frames:
             return
-        images = [Image.fromarray(f) for f in self._frames]
+        self._end = end
+        kept, durations = gif_timing(self._times, self._times[0] + self.duration_s)
+        images = [Image.fromarray(self._frames[i]) for i in kept]
         self._frames = []
-        duration = max(20, round(1000 / self.fps))  # browsers slow down GIF frames shorter than 20 ms
         try:
             with atomic_path(self.path) as tmp:
-                images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+                images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations,
+                               loop=0)
         except OSError as exc:
             raise MnmError(f"{self.path}: cannot write the GIF ({exc.strerror or exc})") from None
 
 
+def gif_timing(times: list[float], end: float) -> tuple[list[int], list[int]]:
+    """(indices of the frames kept, their durations in ms) for frames shown from ``times`` until
+    ``end`` (seconds). Times are rounded to the GIF's centiseconds as a whole, so rounding does not
+    add up over a long clip; frames closer than ``GIF_MIN_CS`` to the previous kept one are left out."""
+    start = times[0]
+    ticks = [round((t - start) * 100) for t in times]
+    kept = [0]
+    for i in range(1, len(ticks)):
+        if ticks[i] - ticks[kept[-1]] >= GIF_MIN_CS:
+            kept.append(i)
+    bounds = [ticks[i] for i in kept] + [max(round((end - start) * 100), ticks[kept[-1]] + GIF_MIN_CS)]
+    return kept, [10 * (b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
 class Mp4Sink:
-    """An MP4 (OpenCV, mp4v), streamed to disk; the writer opens on the first frame, which fixes the size."""
+    """An MP4 (OpenCV, mp4v), streamed to disk at ``fps``; the writer opens on the first frame,
+    which fixes the size. A frame is written once it is known how many slots it covers (when the
+    next one arrives), so one frame is held back."""
 
     full = False
 
     def __init__(self, path: Path, fps: float):
         self.path, self.fps = path, fps
-        self.count = 0
+        self.count = 0  # frames given
+        self._slots = 0  # frames in the file, repeats included
+        self._pending: tuple[np.ndarray, int] | None = None  # (BGR frame, its first slot)
         self._staged: _Staged | None = None
         self._writer: cv2.VideoWriter | None = None
 
-    def write(self, frame: np.ndarray) -> None:
+    @property
+    def duration_s(self) -> float:
+        return (self._slots + (self._pending is not None)) / self.fps
+
+    def write(self, frame: np.ndarray, t: float | None = None) -> None:
         if self._writer is None:
-            self._staged = _Staged(atomic_path(self.path))
-            height, width = frame.shape[:2]
-            self._writer = cv2.VideoWriter(
-                str(self._staged.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
-            )
-            if not self._writer.isOpened():
-                self._staged.discard()
-                self._writer = self._staged = None
-                raise MnmError(f"{self.path}: cannot write MP4 (this OpenCV build has no mp4v encoder)")
-        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            self._open(frame)
+        slot = self._slots + (self._pending is not None) if t is None else round(t * self.fps)
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        if self._pending is not None:
+            held, first = self._pending
+            self._emit(held, max(0, slot - max(first, self._slots)))  # none when both fall in one slot
+        self._pending = (bgr, max(slot, self._slots))
         self.count += 1
 
-    def close(self) -> None:
+    def _open(self, frame: np.ndarray) -> None:
+        self._staged = _Staged(atomic_path(self.path))
+        height, width = frame.shape[:2]
+        self._writer = cv2.VideoWriter(
+            str(self._staged.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
+        )
+        if not self._writer.isOpened():
+            self._staged.discard()
+            self._writer = self._staged = None
+            raise MnmError(f"{self.path}: cannot write MP4 (this OpenCV build has no mp4v encoder)")
+
+    def _emit(self, bgr: np.ndarray, repeats: int) -> None:
+        for _ in range(repeats):
+            self._writer.write(bgr)
+        self._slots += repeats
+
+    def close(self, end: float | None = None) -> None:
         if self._writer is None:
             return
+        if self._pending is not None:
+            held, first = self._pending
+            self._emit(held, 1 if end is None else max(1, round(end * self.fps) - first))
+            self._pending = None
         self._writer.release()
         self._writer = None
         # OpenCV's writer drops write errors (a full disk): read the count back before the file gets its name.
         written = _frame_count(self._staged.path)
-        if written != self.count:
+        if written != self._slots:
             self._staged.discard()
             raise MnmError(
-                f"{self.path}: cannot write the MP4: {written} of {self.count} frames reached the file "
+                f"{self.path}: cannot write the MP4: {written} of {self._slots} frames reached the file "
                 "(disk full or a write error); nothing was kept"
             )
         self._staged.commit()
@@ -262,7 +317,8 @@ class FolderSink:
         self.count = 0
         self._staged: _Staged | None = None
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, t: float | None = None) -> None:
+        """Numbered frames carry no timing: ``t`` is accepted and not used."""
         if self._staged is None:
             self._staged = _Staged(atomic_dir(self.path))
         target = self._staged.path / f"{self.count:06d}.png"
@@ -273,7 +329,7 @@ class FolderSink:
             raise MnmError(f"{self.path}: cannot write frame {target.name} ({exc.strerror or exc})") from None
         self.count += 1
 
-    def close(self) -> None:
+    def close(self, end: float | None = None) -> None:
         """Give the frames their final name; without a single frame the previous folder stays as it was."""
         if self._staged is not None:
             if self.count:
@@ -297,51 +353,3 @@ def open_sink(path: str | os.PathLike, fps: float) -> Sink:
     if suffix == "" or path.is_dir():
         return FolderSink(path)
     raise MnmError(f"{path}: unsupported output {suffix!r}; write a .gif, an .mp4, or a folder of PNGs")
-
-
-# ---------------------------------------------------------------- window
-
-
-class Window:
-    """An OpenCV window (``--show``); needs the GUI build of OpenCV and a display."""
-
-    def __init__(self, title: str = "mnm animate", min_side: int = 384):
-        problem = gui_problem()
-        if problem:
-            raise MnmError(f"--show: {problem}")
-        self.title, self.min_side = title, min_side
-        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
-
-    def show(self, frame: np.ndarray) -> bool:
-        """Display ``frame``; False once the user pressed q or Esc or closed the window."""
-        scale = max(1, -(-self.min_side // max(frame.shape[:2])))
-        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        if scale > 1:
-            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        cv2.imshow(self.title, bgr)
-        key = cv2.waitKey(1) & 0xFF
-        return key not in (ord("q"), 27) and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
-
-    def close(self) -> None:
-        with contextlib.suppress(cv2.error):
-            cv2.destroyWindow(self.title)
-
-
-def gui_problem() -> str | None:
-    """Why no window can open here, or None. Checked first: a GUI build with no display aborts."""
-    gui = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in cv2.getBuildInformation().splitlines()
-            if line.strip().startswith("GUI:")
-        ),
-        "",
-    )
-    if gui.upper() in ("", "NONE"):
-        return (
-            "this OpenCV has no GUI support (opencv-python-headless); install opencv-python instead "
-            "(uninstall the headless one first: the two must not be installed together), or drop --show"
-        )
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display to open a window on (DISPLAY is not set); drop --show or run in a desktop session"
-    return None

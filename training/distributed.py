@@ -94,11 +94,7 @@ class Replicas:
 
     def any(self, flag: bool) -> bool:
         """True on every rank when it is true on any rank (stop requests, failures)."""
-        if not self.enabled:
-            return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item() > 0)
+        return any_rank(flag, self.device)
 
     def barrier(self) -> None:
         if self.enabled:
@@ -113,6 +109,16 @@ class Replicas:
         gathered = [torch.empty_like(local) for _ in range(self.world)]
         dist.all_gather(gathered, local)
         return [bytes(t.cpu().tolist()).hex() for t in gathered]
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every process of the group when true on any (one all-reduce); ``flag`` itself without a
+    group. Every process must call it at the same point, as any collective."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> bytes:

@@ -1,9 +1,15 @@
 """Stage 2 (feature mode, paper §3.4): train the shape/pose extractor S against the frozen
 stage-1 generator, so S(x) lands in the space of the parent stage's feature φ(p, z).
 
-One step: sample constrained codes y and run the frozen G (eval mode): φ(y) and the image G(y).
+One step: sample codes y and run the frozen G (eval mode): φ(y) and the image G(y).
 Feature-D step: φ(y) is real, S(x) on the real batch is fake. S step: fool that D, plus
-L1(S(G(y)), φ(y)), which ties S(x) to x's own pixel-level shape and pose.
+L1(S(G(y)), φ(y)), which ties S(x) to x's own pixel-level shape and pose; both weigh 1.
+
+The codes (``feature_codes``): "constrained" as stage 1's adversarial side (c uniform, p = parent of
+c, b = c), the default, or "reference" as the reference's second stage: b, p and c independent (G(y)
+pairs any texture and background with any shape) and, for 20 % of the batches, a soft p, softmax of
+N(0, 1) logits (φ between the shapes). On the synthetic set the constrained codes gave the better
+feature-mode transfer; docs/training.md has the numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from mnm.training import losses as L
 from mnm.training.code_mode import encode
 from mnm.training.options import TrainOptions
 from mnm.training.trainer import Trainer, image_grid, mask_row, set_requires_grad
+
+SOFT_P_SHARE = 0.2  # share of batches with a soft p (the reference's second stage)
 
 
 class FeatureModeTrainer(Trainer):
@@ -54,7 +62,7 @@ class FeatureModeTrainer(Trainer):
         self.extractor.train()
         self.feature_d.train()
         with self.seeded(rng):
-            codes = self.codes(len(x), rng, constrained=True)
+            codes = self.feature_codes(len(x), rng)
             with torch.no_grad(), self.autocast():
                 generated = self.generator(**codes)
             phi = generated["shape_feature"].float()
@@ -67,7 +75,7 @@ class FeatureModeTrainer(Trainer):
                         "d_feature_fake": L.bce(self.feature_d(s_real.detach()), 0.0),
                     }
                 stats.update(L.check_finite("feature discriminator", d_terms))
-                self._step("feature_d", d_terms["d_feature_real"] + d_terms["d_feature_fake"])
+                self._step("feature_d", self._feature_d_total(d_terms))
                 set_requires_grad(self.feature_d.parameters(), False)  # S step: no grads for D
                 try:
                     with self.autocast():
@@ -78,8 +86,27 @@ class FeatureModeTrainer(Trainer):
                 with self.autocast():
                     terms["s_l1"] = F.l1_loss(self.extractor(generated["image"]).float(), phi)
             stats.update(L.check_finite("extractor", terms))
-            self._step("extractor", sum(terms.values()))
+            self._step("extractor", self._extractor_total(terms))
         return stats
+
+    @staticmethod
+    def _feature_d_total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return terms["d_feature_real"] + terms["d_feature_fake"]
+
+    @staticmethod
+    def _extractor_total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Fooling the feature D plus the L1 term, each weighing 1 as in the reference (either may be off)."""
+        return terms.get("s_adv", 0.0) + terms.get("s_l1", 0.0)
+
+    def feature_codes(self, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """The codes of one step (see the module docstring); every draw from ``rng``."""
+        if self.options.feature_codes == "constrained":
+            return self.codes(n, rng, constrained=True)
+        codes = self.codes(n, rng, constrained=False)
+        if rng.random() < SOFT_P_SHARE:
+            logits = torch.from_numpy(rng.standard_normal((n, self.cfg.n_parent)).astype(np.float32))
+            codes["p"] = logits.softmax(1).to(self.device)
+        return codes
 
     def _step(self, name: str, loss: torch.Tensor) -> None:
         optimizer = self._optimizers[name]

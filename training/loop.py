@@ -179,6 +179,27 @@ def _restore(setup: StageSetup, tensors: dict, checkpoint: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def check_resume(meta: dict, checkpoint: Path, options: dict, images: int, world: int) -> str | None:
+    """Refuse a data set of another size (the data order is a permutation of that many images, so the
+    rest of the run would see another order); return a note when the number of processes changed (the
+    global batch changes; the order continues at the same image, the steps' randomness differs from an
+    uninterrupted run), which ``resolve_options`` records in options.json under ``resumes``."""
+    order = meta.get("data_order")
+    if isinstance(order, dict) and order.get("images") not in (None, images):
+        raise MnmError(
+            f"{checkpoint}: trained on a data set of {order['images']} images, but {options['data']} "
+            f"({options['split']} split) has {images}; resume with the same data (the order of the images "
+            "depends on their number) or start a new run"
+        )
+    before = meta.get("world_size")
+    if isinstance(before, int) and before != world:
+        batch = options["batch"]
+        return (f"resuming a run of {before} process(es) with {world}: the global batch goes from {batch * before} "
+                f"to {batch * world} images per step; the data continue at image {meta['images_seen']}; recorded "
+                "in options.json (resumes)")
+    return None
+
+
 def train(spec: TrainSpec) -> Outcome:
     """Run (or continue) a training run; raise ``Interrupted`` after a stop request."""
     if spec.threads is not None:
@@ -198,13 +219,17 @@ def _train(spec: TrainSpec, replicas: distributed.Replicas) -> Outcome:
     from mnm.training.datasets import open_dataset
 
     options, run, checkpoint = resolve_options(spec, replicas.world)
-    resume_tensors, start, images_seen = None, 0, 0
+    resume_tensors, start, images_seen, meta = None, 0, 0, None
     if checkpoint is not None:
         resume_tensors, meta = load_checkpoint(checkpoint)
         if meta.get("config") != options["config"] or meta.get("stage") != options["stage"]:
             raise MnmError(f"{checkpoint}: its config or stage differs from {run.options_path}")
         start, images_seen = meta["step"], meta["images_seen"]
     dataset = open_dataset(options["data"], split=options["split"])
+    if meta is not None:
+        note = check_resume(meta, checkpoint, options, len(dataset), replicas.world)
+        if note and replicas.is_main:
+            print(f"note: {note}", file=sys.stderr, flush=True)
     setup = _build(options, replicas.device, resume_tensors)
     if resume_tensors is not None:
         _restore(setup, resume_tensors, checkpoint)
@@ -284,9 +309,8 @@ class _Loop:
         _, trainer_rng = step_randomness(self.seed, self.step, self.replicas.rank)
         try:
             losses = self.setup.trainer.train_step(self.to_device(batch), trainer_rng)
-        except NonFiniteLoss as exc:
-            what = f"loss {exc.loss_name} = {exc.value} in the {exc.step_name} step"
-            raise self.non_finite(what, self.step + 1) from None
+        except NonFiniteLoss as exc:  # every process gets here at once (the check is agreed on)
+            raise self.non_finite(exc.what, self.step + 1) from None
         self.replicas.average_buffers(self.setup.trainer.modules())
         stats = self.replicas.mean_stats(losses)
         bad = sorted(k for k, v in stats.items() if not math.isfinite(v))

@@ -12,26 +12,38 @@ import torch
 import torch.nn.functional as F
 
 from mnm.errors import MnmError
+from mnm.training.distributed import any_rank
 
 BG_WEIGHT = 10.0  # background-stage adversarial weight (FineGAN)
 REPRED_WEIGHTS = {"z": 5.0, "b": 5.0, "p": 10.0, "c": 10.0}  # Eq. 3: L1 for z, cross-entropy for b, p, c
 
 
 class NonFiniteLoss(MnmError):
-    """A loss became NaN or infinite: training stops before the optimiser applies it."""
+    """A loss became NaN or infinite: training stops before the optimiser applies it.
 
-    def __init__(self, step_name: str, loss_name: str, value: float):
-        super().__init__(f"non-finite loss {loss_name} = {value} in the {step_name} step")
+    ``loss_name`` is None on a process whose own losses were finite while another's were not."""
+
+    def __init__(self, step_name: str, loss_name: str | None, value: float | None):
         self.step_name, self.loss_name, self.value = step_name, loss_name, value
+        super().__init__(f"non-finite {self.what}")
+
+    @property
+    def what(self) -> str:
+        if self.loss_name is None:
+            return f"loss on another process in the {self.step_name} step"
+        return f"loss {self.loss_name} = {self.value} in the {self.step_name} step"
 
 
 def check_finite(step_name: str, losses: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The losses as floats (one device sync); raise :class:`NonFiniteLoss` on the first NaN/inf."""
+    """The losses as floats (one device sync); raise :class:`NonFiniteLoss` on the first NaN/inf.
+
+    Under data parallelism every process agrees first (one all-reduce), so all of them stop here
+    together instead of the healthy ones waiting forever in the gradient average of the next step."""
     floats = torch.stack([loss.detach().float() for loss in losses.values()]).cpu().tolist()
     values = dict(zip(losses, floats, strict=True))
-    for name, value in values.items():
-        if not math.isfinite(value):
-            raise NonFiniteLoss(step_name, name, value)
+    bad = next((name for name, value in values.items() if not math.isfinite(value)), None)
+    if any_rank(bad is not None, next(iter(losses.values())).device):
+        raise NonFiniteLoss(step_name, bad, None if bad is None else values[bad])
     return values
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from mnm.errors import MnmError
 
 PAIR_LOSSES = ("wgan-gp", "bce")
+FEATURE_CODES = ("constrained", "reference")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class TrainOptions:
     mask_prior_weight: float = 10.0
     feature_l1: bool = True  # stage 2: L1(S(G(y)), φ(y))
     feature_adv: bool = True  # stage 2: adversarial loss on S(x) against φ(p, z)
+    # stage 2's codes: "constrained" (as stage 1's adversarial side; measured better on the synthetic
+    # set), or "reference" (b, p, c independent, a soft p for a whole batch 20 % of the time, as the
+    # reference's second stage). docs/training.md
+    feature_codes: str = "constrained"
     amp: bool = False  # bfloat16 autocast on CUDA
 
     def to_dict(self) -> dict:
@@ -65,6 +70,9 @@ class TrainOptions:
         return cls(**values).validate(source)
 
     def validate(self, source: str = "training options") -> TrainOptions:
+        if self.feature_codes not in FEATURE_CODES:
+            raise MnmError(f"{source}: feature_codes must be one of {', '.join(FEATURE_CODES)}, "
+                           f"got {self.feature_codes!r}")
         if self.pair_loss not in PAIR_LOSSES:
             choices = ", ".join(PAIR_LOSSES)
             raise MnmError(f"{source}: pair_loss must be one of {choices}, got {self.pair_loss!r}")

@@ -337,6 +337,9 @@ def _resolve_resume(spec: TrainSpec, world: int) -> tuple[dict, RunFolder, Path]
     elif spec.kimg is not None:
         remaining = max(0.0, spec.kimg * 1000 - meta["images_seen"])
         options["total_steps"] = meta["step"] + math.ceil(remaining / (options["batch"] * world))
+    # Each resume is recorded: where it continued and with how many processes (the global batch).
+    resume = {"step": meta["step"], "world_size": world, "from_world_size": meta.get("world_size"), "at": utc_now()}
+    options["resumes"] = [*options.get("resumes", []), resume]
     return options, run, checkpoint
 
 

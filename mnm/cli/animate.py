@@ -41,8 +41,10 @@ def animate(
     """Animate a static image with the pose of each frame of a video, a frame folder or a webcam."""
     from mnm.atomic import write_text
     from mnm.cli.pipeline import open_pipeline
+    from mnm.imaging import load_image
     from mnm.runtime import realtime as loop
     from mnm.runtime import video
+    from mnm.runtime import window as display
     from mnm.runtime.requests import parse_box
 
     if mode not in ("code", "feature"):
@@ -55,9 +57,10 @@ def animate(
         raise MnmError(f"--max-frames: must be at least 1, got {max_frames}")
     if out is None and not show:
         raise MnmError("nowhere to put the frames: give --out FILE.gif|FILE.mp4|FOLDER, --show, or both")
-    if show and (problem := video.gui_problem()):
+    if show and (problem := display.gui_problem()):
         raise MnmError(f"--show: {problem}")
     pose_box = parse_box(box) if box is not None else None
+    static = load_image(image)  # every input is checked before the bundle is opened
 
     src = video.open_source(source)
     window = None
@@ -65,9 +68,9 @@ def animate(
         out_fps = fps or src.fps or DEFAULT_FPS
         sink = video.open_sink(out, out_fps) if out is not None else None
         pipe = open_pipeline(bundle, backend, max_batch=1, verbose=verbose, fit=fit)
-        animator = pipe.animator(str(image), mode=mode, box=pose_box)
+        animator = pipe.animator(static, mode=mode, box=pose_box)
         if show:
-            window = video.Window()
+            window = display.Window()
         live = realtime or src.live
         report = loop.run(
             src,
@@ -85,10 +88,12 @@ def animate(
             window.close()
 
     written = sink.count if sink is not None else 0
+    duration = getattr(sink, "duration_s", None)
     for line in report.summary_lines():
         typer.echo(line)
     if sink is not None and written:
-        typer.echo(f"wrote {out} ({written} frames at {out_fps:g} fps)")
+        timing = f", {duration:.2f} s at {out_fps:g} fps" if duration is not None else ""
+        typer.echo(f"wrote {out} ({written} frames{timing})")
     for note in report.notes:
         typer.echo(f"note: {note}", err=True)
     if json_path is not None:
@@ -99,6 +104,7 @@ def animate(
             "output": None if out is None else str(out),
             "frames_written": written,
             "output_fps": out_fps,
+            "output_duration_s": duration,
         }
         write_text(json_path, json.dumps(data, indent=2) + "\n")
 

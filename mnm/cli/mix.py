@@ -13,11 +13,15 @@ from mnm.cli.app import app
 from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, open_pipeline
 from mnm.errors import MnmError
 
-FACTOR_HELP = "an image path, random, code:K (category of b/p/c) or seed:N (z); repeat or comma-separate for a grid"
+FACTOR_HELP = (
+    "an image path, random, code:K (category of b/p/c) or seed:N (z); repeat or comma-separate for a grid, "
+    "or name a folder or a quoted pattern ('refs/*.png') for all its images"
+)
 
 
-@app.command("mix")
+@app.command("mix", context_settings={"allow_extra_args": True})
 def mix(
+    ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="Exported bundle folder (mnm export)."),
     background: list[str] = typer.Option([], "--background", help=f"Background (b, z_bg): {FACTOR_HELP}."),
     pose: list[str] = typer.Option([], "--pose", help=f"Pose (z): {FACTOR_HELP}."),
@@ -48,40 +52,48 @@ def mix(
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Mix and match: each factor from a reference image or a code; lists give a labelled grid."""
-    from mnm.runtime.requests import BoxTable, parse_box, split_specs
+    from mnm.runtime.requests import BoxTable, Mix, expand_specs, parse_box, parse_factor, split_specs
     from mnm.runtime.stitch import check_mode
 
+    if ctx.args:  # what a shell glob after an option gives: --texture a.png b.png c.png
+        raise MnmError(
+            f"unexpected argument(s) {' '.join(ctx.args)}: to give a factor several values, repeat the option "
+            "(--texture a.png --texture b.png), separate them with commas (--texture a.png,b.png), name a "
+            "folder (--texture refs/) or quote a pattern (--texture 'refs/*.png')"
+        )
     check_mode(stitch)
     if mode not in ("code", "feature"):
         raise MnmError(f"--mode: expected code or feature, got {mode!r}")
     if fit not in ("crop", "squash"):
         raise MnmError(f"--fit: expected crop or squash, got {fit!r}")
     table = BoxTable.read(boxes, default=parse_box(box) if box else None)
-    lists = {k: split_specs(v) for k, v in (("background", background), ("pose", pose), ("shape", shape),
-                                             ("texture", texture))}
+    # Every input is checked before the bundle is opened (verifying it reads every graph).
+    given = {"background": background, "pose": pose, "shape": shape, "texture": texture}
+    lists = {k: expand_specs(split_specs(v), f"--{k}") for k, v in given.items()}
     if batch is not None:
-        given = [f"--{k}" for k, v in lists.items() if v]
-        if given:
-            raise MnmError(f"--batch: the plan gives the factors; drop {', '.join(given)}")
+        used = [f"--{k}" for k, v in lists.items() if v]
+        if used:
+            raise MnmError(f"--batch: the plan gives the factors; drop {', '.join(used)}")
         if out.exists() and not out.is_dir():
             raise MnmError(f"{out}: --out must be a folder with --batch")
-    else:
-        _check_image_suffix(out)
-    pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit)
-    if batch is not None:
-        _run_plan(pipe, batch, out, mode, seed, stitch, table)
+        rows, mixes = _read_plan(batch, out, mode, table)
+        pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit)
+        _run_plan(pipe, batch, rows, mixes, out, mode, seed, stitch)
         return
+    _check_image_suffix(out)
     for kind in ("background", "pose", "texture"):
         lists[kind] = lists[kind] or ["random"]
-    shapes = lists["shape"] or [None]
-    if all(len(v) == 1 for v in lists.values()) and len(shapes) == 1:
-        rendered = pipe.render([pipe.make_mix(lists["background"][0], lists["pose"][0], shapes[0],
-                                              lists["texture"][0], table)], mode=mode, seed=seed, stitch=stitch)
+    factors = {k: [parse_factor(v, k, table) for v in values] for k, values in lists.items()}
+    shapes = factors["shape"] or [None]
+    pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit)
+    if all(len(v) == 1 for k, v in factors.items() if k != "shape") and len(shapes) == 1:
+        one = Mix(factors["background"][0], factors["pose"][0], shapes[0], factors["texture"][0])
+        rendered = pipe.render([one], mode=mode, seed=seed, stitch=stitch)
         _save(out, rendered[0].image)
         typer.echo(f"wrote {out}")
         return
-    grid = pipe.grid(lists["background"], lists["pose"], shapes, lists["texture"], mode=mode, seed=seed,
-                     stitch=stitch, boxes=table)
+    grid = pipe.grid(factors["background"], factors["pose"], shapes, factors["texture"], mode=mode, seed=seed,
+                     stitch=stitch)
     _save(out, grid.image())
     rows, cols = grid.shape
     typer.echo(f"wrote {out} ({rows} x {cols} grid, {len(grid.cells)} images)")
@@ -100,16 +112,10 @@ def _save(path: Path, image) -> None:
     save_image(path, image)
 
 
-def _run_plan(pipe, plan: Path, folder: Path, mode: str, seed: int, stitch, table) -> None:
-    """Every row of the plan into ``folder``; rows whose file exists are skipped (re-runs resume).
-
-    A row's random factors come from ``default_rng((seed, row number))``, so a row gets the same
-    image whether or not earlier rows were skipped.
-    """
-    import numpy as np
-
-    from mnm.progress import track
-    from mnm.runtime.requests import FACTORS, Mix, read_plan
+def _read_plan(plan: Path, folder: Path, mode: str, table):
+    """The rows of the plan still to make (rows whose file exists are skipped: re-runs resume) and
+    their mixes, every spec parsed (files exist, specs are well formed) before any model work."""
+    from mnm.runtime.requests import FACTORS, Mix, parse_factor, read_plan
 
     rows = read_plan(plan)
     for row in rows:
@@ -118,21 +124,35 @@ def _run_plan(pipe, plan: Path, folder: Path, mode: str, seed: int, stitch, tabl
     if len(pending) < len(rows):
         typer.echo(f"{len(rows) - len(pending)} of {len(rows)} images already in {folder}; skipping them", err=True)
     mixes = []
-    for row in pending:  # parse every row before generating anything; resolve its random codes now
-        rng = np.random.default_rng((seed, row.line))
+    for row in pending:
+        specs = {k: row.specs[k] or (None if k == "shape" and mode == "feature" else "random") for k in FACTORS}
         try:
-            specs = {k: row.specs[k] or (None if k == "shape" else "random") for k in FACTORS}
-            if specs["shape"] is None and mode == "code":
-                specs["shape"] = "random"
-            m = pipe.make_mix(specs["background"], specs["pose"], specs["shape"], specs["texture"], table)
-            mixes.append(Mix(*(None if f is None else f.resolve(k, pipe.config, rng)
-                               for k, f in zip(FACTORS, (m.background, m.pose, m.shape, m.texture), strict=True))))
+            mixes.append(Mix(*(None if specs[k] is None else parse_factor(specs[k], k, table) for k in FACTORS)))
         except MnmError as exc:
             raise MnmError(f"{plan}:{row.line}: {exc}") from None
-    with track(total=len(pending), desc="mix", unit="image") as bar:
-        for start in range(0, len(pending), pipe.max_batch):
+    return pending, mixes
+
+
+def _run_plan(pipe, plan: Path, rows, mixes, folder: Path, mode: str, seed: int, stitch) -> None:
+    """Every pending row into ``folder``. A row's random factors come from ``default_rng((seed, row
+    number))``, so a row gets the same image whether or not earlier rows were skipped."""
+    import numpy as np
+
+    from mnm.progress import track
+    from mnm.runtime.requests import FACTORS, Mix
+
+    resolved = []
+    for row, m in zip(rows, mixes, strict=True):
+        rng = np.random.default_rng((seed, row.line))
+        try:
+            resolved.append(Mix(*(None if f is None else f.resolve(k, pipe.config, rng)
+                                  for k, f in zip(FACTORS, (m.background, m.pose, m.shape, m.texture), strict=True))))
+        except MnmError as exc:
+            raise MnmError(f"{plan}:{row.line}: {exc}") from None
+    with track(total=len(rows), desc="mix", unit="image") as bar:
+        for start in range(0, len(rows), pipe.max_batch):
             chunk = slice(start, start + pipe.max_batch)
-            for row, rendered in zip(pending[chunk], pipe.render(mixes[chunk], mode=mode, stitch=stitch), strict=True):
+            for row, rendered in zip(rows[chunk], pipe.render(resolved[chunk], mode=mode, stitch=stitch), strict=True):
                 _save(folder / row.out, rendered.image)
                 bar.update()
-    typer.echo(f"wrote {len(pending)} images to {folder}")
+    typer.echo(f"wrote {len(rows)} images to {folder}")

@@ -123,13 +123,18 @@ def feature(
         False, "--no-feature-l1", help="Ablation: drop the L1 loss between S(G(codes)) and φ(p, z)."),
     no_feature_adv: bool = typer.Option(
         False, "--no-feature-adv", help="Ablation: drop the adversarial loss on S's real-image features."),
+    feature_codes: str | None = typer.Option(
+        None, "--feature-codes",
+        help="Codes for S's training: constrained (as stage 1's adversarial side; the default) or reference "
+        "(b, p, c independent, a soft p in 20 % of batches, as the reference's second stage)."),
     threads: Threads = None,
     device: Device = "auto",
     amp: Amp = False,
     nproc: Nproc = 1,
 ) -> None:
     """Stage 2: train the shape/pose feature extractor S against the frozen stage-1 networks."""
-    options = _given(lr=lr, feature_l1=_off(no_feature_l1), feature_adv=_off(no_feature_adv), amp=amp or None)
+    options = _given(lr=lr, feature_l1=_off(no_feature_l1), feature_adv=_off(no_feature_adv),
+                     feature_codes=feature_codes, amp=amp or None)
     spec = _spec("feature", locals(), options, source=source)
     raise typer.Exit(execute(spec, nproc))
 

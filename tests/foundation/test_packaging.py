@@ -1,6 +1,9 @@
 """pyproject.toml must list every package folder (or a non-editable install silently lacks it), and its GPU
-extras and install recipes must resolve to one onnxruntime and one CUDA major (pip's resolver, dry run)."""
+extras and install recipes must resolve to one onnxruntime and one CUDA major (pip's resolver, dry run); the
+Makefile's two commands install what each needs."""
 
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -58,7 +61,6 @@ def _pypi_reachable() -> bool:
 def _resolve(tmp_path, *requirements: str, no_deps: bool = False) -> dict:
     """pip's resolver on PyPI, downloading metadata only: {name: (version, requires_dist)}."""
     import json
-    import subprocess
     import sys
 
     report = tmp_path / "report.json"
@@ -91,3 +93,31 @@ def test_the_gpu_install_resolves_to_one_onnxruntime_and_one_cuda_major(tmp_path
     name, (version, requires) = next(iter(_resolve(tmp_path, tensorrt, no_deps=True).items()))
     assert name == f"tensorrt-cu{major}" and version.startswith("10.")
     assert any(r.replace("-", "_").startswith(f"tensorrt_cu{major}_libs==") and version in r for r in requires)
+
+
+def _make_dry_run(target: str, venv: Path) -> list[str]:
+    """The commands ``make TARGET`` would run for a fresh clone (``make -n``: printed, not run)."""
+    proc = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_installs_the_base_only_and_says_so_while_make_test_installs_dev(tmp_path):
+    demo = _make_dry_run("demo", tmp_path / "venv")
+    installs = [line for line in demo if "pip install" in line]
+    assert installs == [f"{tmp_path / 'venv'}/bin/pip install -q -e ."]  # no extras: no torch
+    assert demo[-1] == f"{tmp_path / 'venv'}/bin/mnm demo --out mnm-demo"
+    said = [line for line in demo if line.startswith("echo ")]
+    assert any("base install" in line and "no torch" in line for line in said)
+    assert any("mnm demo" in line for line in said)
+    test = _make_dry_run("test", tmp_path / "venv")
+    assert [line for line in test if "pip install" in line] == [f"{tmp_path / 'venv'}/bin/pip install -q -e '.[dev]'"]
+    assert test[-1] == f"MNM_NO_PROGRESS=1 {tmp_path / 'venv'}/bin/python -m pytest -q"
+    # a venv the demo made is not mistaken for the development install
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    for name in ("bin/python", "bin/mnm", ".mnm-base"):
+        (tmp_path / "venv" / name).touch()
+    assert any("install -q -e '.[dev]'" in line for line in _make_dry_run("test", tmp_path / "venv"))
+    assert not any("pip install" in line for line in _make_dry_run("demo", tmp_path / "venv"))

@@ -127,17 +127,19 @@ def test_export_killed_midway_keeps_the_previous_bundle_and_a_rerun_completes(ti
     out = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     before = digests(out)
     proc = start("export", "--random-init", "--preset", "tiny", "--seed", "1", "--out", out)
-    staging = atomic.TMP_PREFIX + "bundle-*/*.onnx"
+    staging = atomic.TMP_PREFIX + "*-bundle-*/*.onnx"  # .mnm-tmp-<pid>.<host>-bundle-XXXX/
     wait_until(lambda: len(list(tmp_path.glob(staging))) >= 2, proc, "two graphs written into the staging folder")
     kill(proc)
     assert digests(out) == before  # the previous bundle, byte for byte
     Bundle.open(out)
     assert sorted(p.name for p in final_names(tmp_path) if p.parent == tmp_path) == ["bundle"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(atomic.TMP_PREFIX)]  # the dead writer's
 
     again = run_cli("export", "--random-init", "--preset", "tiny", "--seed", "1", "--out", out, timeout=600)
     assert again.returncode == 0, again.stderr
     assert Bundle.open(out).manifest["source"] == {"kind": "random-init", "seed": 1, "preset": "tiny"}
     assert digests(out) != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # the rerun removed the staging folder
 
 
 def test_mix_batch_killed_midway_leaves_only_whole_images_and_a_rerun_completes(tiny_bundle, tmp_path):
@@ -165,6 +167,7 @@ def test_mix_batch_killed_midway_leaves_only_whole_images_and_a_rerun_completes(
     assert f"{len(written)} of {rows} images already in" in again.stderr
     assert len(list(out.glob("0*.png"))) == rows
     assert {k: v for k, v in digests(out).items() if k in kept} == kept
+    assert not [p.name for p in out.iterdir() if p.name.startswith(atomic.TMP_PREFIX)]  # the killed run's are gone
 
 
 # ---------------------------------------------------------------- a full disk

@@ -157,3 +157,53 @@ def test_plan_columns_and_outputs_are_checked(tmp_path):
     plan.write_text("background,pose,texture,out\nrandom,random,random,../a.png\n")
     with pytest.raises(MnmError, match="inside the output folder"):
         read_plan(plan)
+
+
+def test_a_folder_or_a_quoted_pattern_gives_a_list_and_a_shell_expanded_one_says_how(tiny_bundle, photos, tmp_path):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for i, name in ((2, "t10.png"), (3, "t2.png"), (4, "t1.png")):  # natural order: t1, t2, t10
+        (refs / name).write_bytes(photos[i].read_bytes())
+    (refs / "notes.txt").write_text("not an image")
+    expected = Pipeline(tiny_bundle).grid(background=photos[0], pose=photos[1], shape="code:0",
+                                          texture=[refs / "t1.png", refs / "t2.png", refs / "t10.png"]).image()
+    for value in (refs, refs / "t*.png"):
+        out = tmp_path / f"grid-{len(str(value))}.png"
+        result = mix_cli(tiny_bundle, "--background", photos[0], "--pose", photos[1], "--shape", "code:0",
+                         "--texture", value, "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert "1 x 3 grid, 3 images" in result.stdout
+        np.testing.assert_array_equal(load_image(out), expected)
+    # what `--texture refs/*.png` becomes in a shell: the option takes one value, the rest are stray
+    result = mix_cli(tiny_bundle, "--texture", refs / "t1.png", refs / "t2.png", refs / "t10.png",
+                     "--out", tmp_path / "x.png")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "unexpected argument(s)" in result.stderr and "--texture a.png --texture b.png" in result.stderr
+    assert "quote a pattern (--texture 'refs/*.png')" in result.stderr
+    result = mix_cli(tiny_bundle, "--texture", tmp_path / "none*.png", "--out", tmp_path / "x.png")
+    assert result.returncode == 2 and "none*.png: no file matches the pattern" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("mix", ["--texture", "missing.png", "--out", "OUT/x.png"], "missing.png: reference image not found"),
+        ("mix", ["--shape", "seed:x", "--out", "OUT/x.png"], "seed:x: reference image not found"),
+        ("mix", ["--out", "OUT/x.txt"], "--out needs an image extension"),
+        ("mix", ["--batch", "OUT/plan.csv", "--out", "OUT/rows"], "plan.csv:3: pose"),
+        ("animate", ["--image", "missing.png", "--source", "PHOTOS", "--out", "OUT/a.gif"], "missing.png"),
+        ("animate", ["--image", "PHOTO0", "--source", "OUT/clip.mp4", "--out", "OUT/a.gif"], "no such video file"),
+        ("animate", ["--image", "PHOTO0", "--source", "PHOTOS", "--out", "OUT/a.avi"], "unsupported output '.avi'"),
+        ("bench", ["--backend", "cuda-please"], "unknown backend 'cuda-please'"),
+    ],
+)
+def test_inputs_are_checked_before_the_bundle_is_opened(photos, tmp_path, command, args, message):
+    """The bundle named here does not exist: the error must be about the input, found first."""
+    (tmp_path / "plan.csv").write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},,{photos[2]}\n"
+                                       "random,code:3,,random\n")
+    subs = {"OUT": str(tmp_path), "PHOTOS": str(photos[0].parent), "PHOTO0": str(photos[0])}
+    args = [subs.get(a, a) if not a.startswith("OUT/") else f"{tmp_path}/{a[4:]}" for a in args]
+    result = run_cli(command, tmp_path / "no-bundle", *args, block_torch=True)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "no-bundle" not in result.stderr, result.stderr
+    assert "backend:" not in result.stderr  # nothing about a backend: the bundle was never opened

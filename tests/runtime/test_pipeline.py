@@ -23,7 +23,7 @@ S = TINY.image_size
 
 
 def t(array) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(array, np.float32))
+    return torch.from_numpy(np.array(array, np.float32))  # a copy: the pipeline's arrays are read-only
 
 
 @torch.no_grad()
@@ -173,6 +173,52 @@ def test_caches_are_bounded(tiny_bundle, photos):
     for bg in ("seed:1", "seed:2", "seed:1"):
         pipe.mix(bg, "seed:0", "code:0", "code:0")
     assert pipe.counters.images("g_background") == 3  # seed:1 was evicted by seed:2
+
+
+def test_returned_arrays_are_read_only_so_an_edit_cannot_change_later_results(pipe, photos):
+    refs = photos[0], photos[1], photos[2], photos[3]
+    [first] = pipe.render([pipe.make_mix(*refs)])
+    saved = {k: v.copy() for k, v in [*first.outputs.items(), *first.codes.items()]}
+    for name, array in [*first.outputs.items(), *first.codes.items()]:
+        assert not array.flags.writeable, name
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0
+    edited = first.outputs["background"].copy()  # what a caller who wants to edit does
+    edited[...] = 0
+    first.image[...] = 0  # the uint8 image is the caller's own
+    [again] = pipe.render([pipe.make_mix(*refs)])
+    assert pipe.counters.images("g_background") == 1 and pipe.counters.images("enc_b") == 1  # from the caches
+    for name, array in [*again.outputs.items(), *again.codes.items()]:
+        assert np.abs(saved[name]).max() > 0 and np.array_equal(array, saved[name]), name
+
+
+def test_cached_rows_own_their_memory_so_the_cache_bound_is_the_memory_bound(tiny_bundle, photos):
+    pipe = Pipeline(tiny_bundle, backend="ort-cpu", max_batch=8)
+    cells = pipe.grid(background=photos[:4], pose=photos[4], shape="code:1", texture=photos[5]).cells
+    cached = [cell.outputs["background"] for cell in cells] + [cells[0].outputs["shape_feature"]]
+    cached += [cell.codes[k] for cell in cells for k in ("z_bg", "b")]
+    assert len({id(a) for a in cached}) == len(cached)
+    for array in cached:
+        # a row of the 4-image batch output would be a view (base set) keeping the whole batch alive
+        assert array.base is None or array.base.base is None and array.base.nbytes == array.nbytes
+    backgrounds = [cell.outputs["background"] for cell in cells]
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(backgrounds) for b in backgrounds[i + 1:])
+    assert all(cell.outputs["image"].base is None for cell in cells)  # g_child rows are copied out too
+
+
+def test_a_shared_random_factor_is_sampled_once_and_a_replaced_one_anew(pipe, photos):
+    import dataclasses
+
+    texture = Factor()  # random; make_mix checks it and must hand back the same factor
+    mixes = [pipe.make_mix(photos[i], photos[1], "code:0", texture) for i in range(3)]
+    assert all(m.texture is texture for m in mixes)
+    rendered = pipe.render(mixes, seed=1)
+    assert all(np.array_equal(r.codes["c"], rendered[0].codes["c"]) for r in rendered)
+    other = dataclasses.replace(texture)
+    assert other.key != texture.key and Factor().key != texture.key
+    draws = {tuple(r.codes["c"]) for r in pipe.render(
+        [pipe.make_mix(photos[0], photos[1], "code:0", dataclasses.replace(texture)) for _ in range(12)], seed=1)}
+    assert len(draws) > 1  # twelve distinct factors: not one shared sample (4 textures)
 
 
 def test_eight_threads_give_the_single_thread_results(tiny_bundle, photos):

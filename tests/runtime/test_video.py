@@ -6,6 +6,11 @@ order and identity of frames survive lossy codecs and resizing and can be checke
 
 from __future__ import annotations
 
+import os
+import signal
+import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +21,7 @@ import pytest
 from PIL import Image
 
 from mnm.errors import MnmError
-from mnm.runtime import realtime, video
+from mnm.runtime import containers, realtime, video, window
 
 SIZE = (64, 48)  # width, height: a 4 x 3 grid of 16 x 16 blocks
 BITS = 6
@@ -129,17 +134,53 @@ def test_folder_with_corrupt_image_in_the_middle_stops_with_a_clear_line(tmp_pat
     assert got == [0, 1, 2]
 
 
-def test_truncated_video_stops_mid_stream_with_a_clear_line(tmp_path):
-    clip = write_video(tmp_path / "clip.avi", 30, fourcc="MJPG")
+@pytest.mark.parametrize("name, fourcc", [("clip.avi", "MJPG"), ("clip.mkv", "MJPG")])
+def test_truncated_video_stops_mid_stream_with_a_clear_line(tmp_path, name, fourcc):
+    clip = write_video(tmp_path / name, 30, fourcc=fourcc)
     data = clip.read_bytes()
     clip.write_bytes(data[: len(data) // 2])
     source = video.open_source(str(clip))
     got = []
-    with pytest.raises(MnmError, match=r"clip\.avi: the video stopped after (\d+) of 30 frames") as err:
+    with pytest.raises(MnmError, match=rf"{name}: the file is cut short .*stopped after (\d+) of about 30") as err:
         for frame in source.frames():
             got.append(index_of(frame))
     assert 0 < len(got) < 30 and got == list(range(len(got)))
-    assert f"after {len(got)} of 30" in str(err.value)
+    assert f"after {len(got)} of about 30" in str(err.value)
+
+
+def _announce_longer(path: Path, factor: float) -> None:
+    """Rewrite the Matroska/WebM header's Duration (element 0x4489, an 8-byte float) as ``factor``
+    times the truth: what a recorder that finalises its header wrongly leaves, with every frame intact."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x44\x89\x88") + 3
+    (duration,) = struct.unpack(">d", data[at:at + 8])
+    data[at:at + 8] = struct.pack(">d", duration * factor)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, fourcc", [("clip.mkv", "MJPG"), ("clip.webm", "VP80")])
+def test_a_healthy_file_whose_frame_count_is_an_overestimate_reads_to_the_end(tmp_path, name, fourcc):
+    writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*fourcc), 10, SIZE)
+    if not writer.isOpened():
+        pytest.skip(f"this OpenCV cannot write {fourcc} into {name}")
+    writer.release()
+    clip = write_video(tmp_path / name, 23, fps=10, fourcc=fourcc)
+    _announce_longer(clip, 1.5)
+    source = video.open_source(str(clip))
+    assert source.frame_count > 30  # the estimate says 34 or 35 frames; the file holds 23
+    assert [index_of(f) for f in source.frames()] == list(range(23))  # no "truncated" error
+    assert containers.cut_short(clip) is False
+
+
+def test_cut_short_reads_the_containers_declared_sizes(tmp_path):
+    for name, fourcc in (("a.avi", "MJPG"), ("b.mkv", "MJPG"), ("c.mp4", "mp4v")):
+        clip = write_video(tmp_path / name, 12, fourcc=fourcc)
+        assert containers.cut_short(clip) is False, name
+        data = clip.read_bytes()
+        clip.write_bytes(data[: len(data) * 2 // 3])
+        assert containers.cut_short(clip) is True, name
+    Image.fromarray(frame_rgb(1)).save(tmp_path / "still.png")
+    assert containers.cut_short(tmp_path / "still.png") is None  # declares no size: no verdict
 
 
 @pytest.mark.parametrize(
@@ -243,10 +284,10 @@ def test_sinks_without_frames_write_nothing_and_odd_outputs_are_refused(tmp_path
         video.open_sink(tmp_path / "out.avi", fps=10)
 
 
-@pytest.mark.skipif(video.gui_problem() is None, reason="this OpenCV can open windows")
+@pytest.mark.skipif(window.gui_problem() is None, reason="this OpenCV can open windows")
 def test_window_without_gui_support_says_why():
     with pytest.raises(MnmError, match=r"^--show: (this OpenCV has no GUI support|no display)"):
-        video.Window()
+        window.Window()
 
 
 # ---------------------------------------------------------------- the loop
@@ -279,12 +320,55 @@ def test_realtime_drops_are_counted_when_processing_is_slower_than_capture(tmp_p
     source, seen = video.open_source(str(clip)), []
     sink = video.open_sink(tmp_path / "out.gif", fps=10)
     report = realtime.run(source, slow_thumbnail(0.035, seen), sink, realtime=True, pace_fps=source.fps)
-    assert report.frames_in == 30
+    assert report.frames_in == 30 and report.failed == 0
     assert report.frames_in == report.frames_out + report.drops
     assert report.drops >= 10 and report.frames_out == len(seen) == sink.count
     assert seen == sorted(set(seen)) and seen[0] == 0  # always the newest frame, never one twice
     assert seen[-1] == 29  # the newest frame at the end is always animated, never lost behind a queue
-    assert gif_frames(tmp_path / "out.gif")[0] == report.frames_out
+    n, durations = gif_frames(tmp_path / "out.gif")
+    assert n <= report.frames_out and all(d >= 20 for d in durations)  # GIF frames last 20 ms at least
+    assert sum(durations) == pytest.approx(300, abs=20)  # 30 frames at 100 fps: 0.3 s, the capture's pace
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_a_realtime_file_with_drops_plays_for_as_long_as_its_source(tmp_path, suffix):
+    clip = write_video(tmp_path / "clip.mp4", 20, fps=10)  # 2.0 s; inference takes 2.5 frame periods
+    source, seen = video.open_source(str(clip)), []
+    out = tmp_path / f"out{suffix}"
+    report = realtime.run(video.open_source(str(clip)), slow_thumbnail(0.25, seen),
+                          video.open_sink(out, fps=source.fps), realtime=True, pace_fps=source.fps,
+                          show_progress=False)
+    assert report.drops >= 8 and report.frames_in == 20 == report.frames_out + report.drops
+    if suffix == ".gif":
+        n, durations = gif_frames(out)
+        assert n == report.frames_out and abs(sum(durations) - 2000) <= 100  # within one frame of 2.0 s
+        with Image.open(out) as im:  # each frame starts at its capture time: frame i at i x 100 ms
+            starts = np.cumsum([0, *durations[:-1]])
+            for k, start in enumerate(starts):
+                im.seek(k)
+                assert index_of(np.array(im.convert("RGB"))) * 100 == start
+    else:
+        frames = read_video(out)
+        assert abs(len(frames) - 20) <= 1  # at the source's 10 fps: within one frame of 2.0 s
+        shown = [index_of(f) for f in frames]
+        assert shown == sorted(shown) and set(shown) == set(seen)
+        assert all(slot - 3 <= i <= slot for slot, i in enumerate(shown))  # the newest frame by then
+
+
+def test_an_mp4_repeats_each_frame_until_the_next_ones_time(tmp_path):
+    sink = video.open_sink(tmp_path / "out.mp4", fps=10)
+    for i, t in enumerate([0.0, 0.3, 0.4, 0.42, 0.9]):  # 0.42 falls in 0.4's slot: the newer one is shown
+        sink.write(frame_rgb(i), t)
+    assert sink.duration_s == pytest.approx(1.0)
+    sink.close()
+    assert [index_of(f) for f in read_video(tmp_path / "out.mp4")] == [0, 0, 0, 1, 3, 3, 3, 3, 3, 4]
+
+
+def test_gif_timing_keeps_the_clock_and_a_20_ms_floor():
+    kept, durations = video.gif_timing([i / 60 for i in range(60)], end=1.0)  # 60 fps: 16.7 ms apart
+    assert 30 <= len(kept) <= 50 and sum(durations) == 1000 and all(d >= 20 for d in durations)
+    kept, durations = video.gif_timing([i / 15 for i in range(15)], end=1.0)  # 15 fps: 66.7 ms apart
+    assert kept == list(range(15)) and sum(durations) == 1000 and set(durations) == {60, 70}
 
 
 def test_realtime_pacing_follows_the_file_frame_rate(tmp_path):
@@ -340,7 +424,7 @@ def test_source_failing_mid_stream_keeps_what_was_produced(tmp_path):
     sink = video.open_sink(tmp_path / "out.gif", fps=10)
     report = realtime.run(video.open_source(str(folder)), slow_thumbnail(0), sink, show_progress=False)
     assert report.stopped == "source error" and "stopped at frame 6 of 8" in str(report.error)
-    assert (report.frames_in, report.frames_out, report.drops) == (5, 5, 0)
+    assert (report.frames_in, report.frames_out, report.drops, report.failed) == (5, 5, 0, 0)
     n, _ = gif_frames(tmp_path / "out.gif")
     assert n == 5
     assert leftovers(tmp_path) == []
@@ -351,12 +435,111 @@ def test_a_model_error_keeps_frames_already_written(tmp_path):
 
     def failing(frame):
         if index_of(frame) == 4:
+            time.sleep(0.2)  # the capture thread reads frame 5 into the slot meanwhile
             raise MnmError("model: out of cheese")
         return frame
 
     report = realtime.run(video.open_source(str(clip)), failing, video.open_sink(tmp_path / "o.mp4", 10))
     assert report.stopped == "error" and str(report.error) == "model: out of cheese"
     assert report.frames_out == 4 and len(read_video(tmp_path / "o.mp4")) == 4
+    # frame 4 failed; frame 5, which the capture thread may have read meanwhile, never entered the loop
+    assert (report.frames_in, report.drops, report.failed) == (5, 0, 1)
+    assert "frames in 5, out 4, dropped 0, failed 1 (every frame)" in report.summary_lines()[0]
+
+
+def test_a_sink_that_cannot_write_counts_the_frame_as_failed(tmp_path):
+    """A real write failure: the file size limit (RLIMIT_FSIZE) of a child process stops the third PNG
+    (noise, large) while the first two (flat, small) fit; the frames before it are kept."""
+    folder = write_frame_folder(tmp_path / "frames", 6)
+    code = f"""
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from mnm.runtime import realtime, video
+from tests.runtime.test_video import index_of
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)  # ~480 kB as PNG
+flat = np.zeros((400, 400, 3), np.uint8)
+process = lambda frame: noise if index_of(frame) == 2 else flat
+report = realtime.run(video.open_source({str(folder)!r}), process, video.open_sink({str(tmp_path / "out")!r}, 10),
+                      show_progress=False)
+print(report.stopped, report.frames_in, report.frames_out, report.drops, report.failed)
+print(report.error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    counts, error = result.stdout.splitlines()
+    assert counts == "error 3 2 0 1"
+    assert "cannot write frame 000002.png" in error and "File too large" in error
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000000.png", "000001.png"]
+
+
+class SlowSource:
+    """A source that gives ``n`` frames quickly, then blocks ``stall_s`` before the rest (a camera that hangs)."""
+
+    live, fps, name = False, None, "slow source"
+
+    def __init__(self, n: int, stall_s: float, total: int = 10):
+        self.n, self.stall_s, self.frame_count = n, stall_s, total
+
+    def frames(self):
+        for i in range(self.frame_count):
+            if i == self.n:
+                time.sleep(self.stall_s)
+            yield frame_rgb(i)
+
+
+def interrupt_on_call(k: int, seen: list):
+    """Inference that receives a real SIGINT (what Ctrl+C sends) while it works on its ``k``-th frame."""
+
+    def process(frame):
+        seen.append(index_of(frame))
+        if len(seen) == k:
+            time.sleep(0.2)  # the capture thread reads the next frame into the slot meanwhile
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the signal's KeyboardInterrupt lands here
+        time.sleep(0.02)
+        return frame
+
+    return process
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_ctrl_c_during_inference_counts_the_frame_in_flight_as_failed(tmp_path, live):
+    clip = write_video(tmp_path / "clip.mp4", 30, fps=100)
+    seen = []
+    sink = video.open_sink(tmp_path / "out.gif", fps=10)
+    report = realtime.run(video.open_source(str(clip)), interrupt_on_call(7, seen), sink,
+                          realtime=live, pace_fps=100 if live else None, show_progress=False)
+    assert report.stopped == "interrupted" and report.failed == 1
+    assert report.frames_in == report.frames_out + report.drops + report.failed
+    assert report.frames_out == len(seen) - 1 == 6 == sink.count
+    if live:
+        assert report.drops > 0  # inference (20 ms) is slower than the 100 fps capture
+        assert gif_frames(tmp_path / "out.gif")[0] <= 6  # frames shown under 20 ms are left out of a GIF
+    else:
+        assert gif_frames(tmp_path / "out.gif")[0] == 6
+        assert (report.frames_in, report.drops) == (7, 0)  # no phantom drop for the frame left in the slot
+
+
+def test_ctrl_c_while_waiting_for_a_frame_fails_nothing():
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        report = realtime.run(SlowSource(3, stall_s=1.5), slow_thumbnail(0), None, show_progress=False)
+    finally:
+        timer.cancel()
+    assert report.stopped == "interrupted"  # at 0.5 s, while the source stalled after frame 3
+    assert (report.frames_in, report.frames_out, report.drops, report.failed) == (3, 3, 0, 0)
+
+
+def test_stopping_on_a_full_output_reports_no_phantom_drop(tmp_path):
+    folder = write_frame_folder(tmp_path / "frames", 12)
+    sink = video.GifSink(tmp_path / "out.gif", fps=10, max_bytes=5 * 32 * 32 * 3)
+    report = realtime.run(video.open_source(str(folder)), slow_thumbnail(0.05), sink, show_progress=False)
+    assert report.stopped == "output limit" and report.notes == [sink.limit_note]
+    assert (report.frames_in, report.frames_out, report.drops, report.failed) == (5, 5, 0, 0)
 
 
 def test_timing_stats_memory_is_flat_and_percentiles_stay_close():

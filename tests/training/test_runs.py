@@ -205,6 +205,20 @@ def test_resume_refuses_to_change_the_run(code_run, capsys):
     assert code == 2 and "mnm train code" in err
 
 
+def test_resume_refuses_a_data_set_of_another_size(code_run, synth_data, tmp_path, capsys):
+    from mnm.training.synthetic import render_dataset
+    from tests.training.conftest import SYNTH
+
+    other = render_dataset(tmp_path / "more", workers=1, **{**SYNTH, "n": 30})  # 27 training images, not 22
+    code, _, err = train(capsys, "code", "--resume", str(code_run), "--data", str(other), "--steps", "4")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {code_run / 'checkpoints' / '00000003'}: trained on a data set of 22 images, but ")
+    assert f"{other} (train split) has 27; resume with the same data" in err
+    assert RunFolder(code_run).latest_checkpoint().name == "00000003"  # nothing trained, nothing written
+    _, meta = load_checkpoint(RunFolder(code_run).latest_checkpoint())
+    assert meta["data_order"] == {"images": 22, "epoch": 0, "position": 12}  # 3 steps of 4 images
+
+
 def test_sigint_saves_a_checkpoint_and_exits_130(synth_data, tmp_path):
     proc = start_training("code", "--data", str(synth_data), "--out", str(tmp_path), "--steps", "100000", *TINY)
     wait_for(tmp_path / "00000-code-tiny" / "stats.jsonl", proc)

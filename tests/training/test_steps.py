@@ -342,6 +342,30 @@ def test_feature_switches_change_the_losses(options, keys):
     assert bool(changed(d_before, trainer.feature_d)) == options.get("feature_adv", True)
 
 
+def test_feature_codes_follow_the_option():
+    rng, n = np.random.default_rng(0), 8
+
+    def draws(trainer, batches):
+        return [{k: v.numpy() for k, v in trainer.feature_codes(n, rng).items()} for _ in range(batches)]
+
+    for codes in draws(feature_trainer(), 20):  # the default: constrained, one-hot
+        c = codes["c"].argmax(1)
+        assert (codes["b"].argmax(1) == c).all() and (codes["p"].argmax(1) == parent_of(c, CFG)).all()
+        assert (codes["p"].max(1) == 1).all()
+    reference = draws(feature_trainer(feature_codes="reference"), 300)
+    soft = [codes for codes in reference if (codes["p"].max(1) < 1).all()]
+    hard = [codes for codes in reference if (codes["p"].max(1) == 1).all()]
+    assert len(soft) + len(hard) == 300  # a batch is soft or one-hot as a whole
+    assert 0.13 < len(soft) / 300 < 0.27  # 20 % of the batches
+    for codes in soft:
+        np.testing.assert_allclose(codes["p"].sum(1), 1, rtol=1e-5)
+        assert (codes["p"] > 0).all() and (codes["b"].max(1) == 1).all() and (codes["c"].max(1) == 1).all()
+    rows = np.concatenate([np.stack([c["b"].argmax(1), c["p"].argmax(1), c["c"].argmax(1)], 1) for c in hard])
+    assert (rows[:, 0] == rows[:, 2]).mean() < 0.5  # b, p, c independent: most rows break the constraints
+    assert (rows[:, 1] == parent_of(rows[:, 2], CFG)).mean() < 0.75
+    assert len({tuple(r) for r in rows}) > 20
+
+
 def test_feature_stage_needs_a_loss():
     with pytest.raises(MnmError, match="nothing trains S"):
         feature_trainer(feature_l1=False, feature_adv=False)
