@@ -1,4 +1,4 @@
-"""The one table of exported graphs (DESIGN §5): names, the network each is cut from, tensor names
+"""The one table of exported graphs (docs/bundle.md): names, the network each is cut from, tensor names
 and shapes, the mode that needs it, and its parity tolerance.
 
 Export, parity checks, the manifest and the TensorRT profiles all read this table, so a graph's

@@ -15,7 +15,7 @@ from mnm.errors import MnmError
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shapes of every network (DESIGN §3).
+    """Shapes of every network (docs/networks.md).
 
     ``n_child`` children come in ``n_parent`` contiguous groups; the number of background codes
     equals ``n_child`` as in the reference (constrained sampling sets b = c).

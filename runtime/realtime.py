@@ -1,4 +1,4 @@
-"""The real-time loop of DESIGN §6: a capture thread hands frames to inference through one slot.
+"""The real-time loop (docs/realtime.md): a capture thread hands frames to inference through one slot.
 
 In real-time mode (webcams always; files and folders on request, paced by their frame rate) the
 slot keeps only the newest frame: a frame replaced before inference took it is a drop, counted and

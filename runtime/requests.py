@@ -4,7 +4,7 @@ A factor is a reference image (optionally with its object box), or codes, or not
 The CLI spelling is one of: an image path, ``random``, ``code:K`` (the category index of b, p or c)
 or ``seed:N`` (z from ``mnm.codes.z_from_seed``: the background's z_bg or the pose's z_pose).
 
-Which codes each factor carries (DESIGN §3, §6):
+Which codes each factor carries (docs/runtime.md, "What each factor gives"):
 
 - background: b and z_bg; an image gives both (E_b, E_z); ``code:K`` sets b and samples z_bg,
   ``seed:N`` sets z_bg and samples b; ``Factor(code=K, z=N)`` sets both;

@@ -1,4 +1,4 @@
-"""The loss terms of both stages (DESIGN §3, paper Eq. 1-3), as plain functions of logits.
+"""The loss terms of both stages (docs/training.md, paper Eq. 1-3), as plain functions of logits.
 
 Discriminators return logits; every log loss here is ``binary_cross_entropy_with_logits``.
 Returned losses are float32 scalars even under autocast.

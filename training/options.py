@@ -19,7 +19,7 @@ FEATURE_CODES = ("constrained", "reference")
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Optimiser settings, loss weights and the ablation switches (DESIGN §3, paper §3)."""
+    """Optimiser settings, loss weights and the ablation switches (docs/training.md, paper §3)."""
 
     lr: float = 2e-4  # stage 1: every network; stage 2: the extractor S
     feature_d_lr: float = 2e-5  # stage 2: the feature discriminator

@@ -1,4 +1,4 @@
-"""The MixNMatch networks in PyTorch (DESIGN §3, §4); importing this package imports torch."""
+"""The MixNMatch networks in PyTorch (docs/networks.md); importing this package imports torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Building blocks shared by the networks (DESIGN §3) and the joint-conv rewrite (DESIGN §4).
+"""Building blocks shared by the networks (docs/networks.md) and the joint-conv rewrite (docs/export-rewrites.md).
 
 The generator blocks follow the reference: every conv is bias-free and followed by BatchNorm,
 and gating is a GLU over channels (``F.glu``, which exports to ONNX as Split/Sigmoid/Mul).
@@ -104,7 +104,7 @@ def _spread_border_classes(classes: torch.Tensor, dim: int, n: int) -> torch.Ten
 
 class CodeConv3x3(nn.Module):
     """A bias-free 3×3 conv over ``concat(features, code broadcast to H×W)``, computed exactly
-    without materialising the broadcast (DESIGN §4).
+    without materialising the broadcast (docs/export-rewrites.md).
 
     The code's share of the output is constant except where zero padding cuts taps off, so it
     takes one of nine values (corners, edges, interior). Convolving the code over a 3×3 constant

@@ -1,4 +1,4 @@
-"""The training-only discriminators (DESIGN §3). All return logits; losses apply the sigmoid.
+"""The training-only discriminators (docs/networks.md). All return logits; losses apply the sigmoid.
 
 Widths follow the reference at S=128 and are anchored to resolution for other sizes
 (``down_widths``), so every power-of-two S from 32 to 256 builds.

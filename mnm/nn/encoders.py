@@ -1,4 +1,4 @@
-"""The four image encoders E_z, E_b, E_p, E_c (DESIGN §3), one network each, no shared weights.
+"""The four image encoders E_z, E_b, E_p, E_c (docs/networks.md), one network each, no shared weights.
 
 Paper (S=128, ndf=64): conv4 s2 to 512 channels at 8×8, a downBlock to 1024 at 4×4, two
 conv3×3+BN+LReLU to 512, and a conv4 stride 4 to the code.

@@ -1,4 +1,4 @@
-"""The shape/pose feature extractor S of feature mode (DESIGN §3): a U-Net into φ's space.
+"""The shape/pose feature extractor S of feature mode (docs/networks.md): a U-Net into φ's space.
 
 Paper (S=128, ndf=64): two sameBlocks 3→32; six downs (conv4 s2 + BN + GLU) to 32, 64, 128,
 256, 512, 512 channels, the last at 2×2; six ups (convT4 s2 + BN + GLU) to 256, 512, 256, 128,

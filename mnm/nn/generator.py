@@ -1,4 +1,4 @@
-"""The three-stage FineGAN generator of MixNMatch (DESIGN §3).
+"""The three-stage FineGAN generator of MixNMatch (docs/networks.md).
 
 Each stage is its own module because each is exported as its own graph and cached on what it
 depends on: the background on (z, b), the shape feature φ on (z, p), and only the child stage

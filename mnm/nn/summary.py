@@ -25,7 +25,7 @@ TOTALS = {
 
 
 def _graphs(cfg: ModelConfig) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
-    """Each exported graph's module with batch-1 example inputs (DESIGN §5)."""
+    """Each exported graph's module with batch-1 example inputs (docs/bundle.md)."""
     s, dims = cfg.image_size, cfg.code_dims()
     image = torch.zeros(1, 3, s, s)
     graphs = {f"enc_{k}": (Encoder(cfg, k), (image,)) for k in KINDS}
@@ -52,7 +52,7 @@ def _set_rewrite(module: nn.Module, enabled: bool) -> None:
 
 def summarize(cfg: ModelConfig) -> dict:
     """``{"config", "graphs": {name: {params, macs, macs_naive}}, "totals": {generator, encoders,
-    extractor}}``; MACs are per image, ``macs_naive`` without the joint-conv rewrite of DESIGN §4."""
+    extractor}}``; MACs are per image, ``macs_naive`` without the joint-conv rewrite (docs/export-rewrites.md)."""
     cfg.validate()
     graphs = {}
     with torch.device("meta"):

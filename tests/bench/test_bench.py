@@ -65,7 +65,7 @@ def test_mnm_bench_json_without_torch(tiny_bundle, tmp_path):
     expected_images = {"single_mix": 1, "grid": 64, "img2gif_code": 1, "img2gif_feature": 1}
     for name, stats in entry["scenarios"].items():
         _finite_stats(stats, expected_images[name])
-    # What each call ran, from the pipeline's counters: the cache structure of DESIGN §6.
+    # What each call ran, from the pipeline's counters: the cache structure of docs/runtime.md.
     runs = {name: s["graph_runs_per_call"] for name, s in entry["scenarios"].items()}
     assert runs["single_mix"] == {"enc_z": 1, "enc_b": 1, "enc_p": 1, "enc_c": 1,
                                   "g_background": 1, "g_parent": 1, "g_child": 1}

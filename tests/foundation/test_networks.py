@@ -202,7 +202,7 @@ def test_every_power_of_two_size_builds_and_trains(size):
 
 
 def test_paper_channel_schedule():
-    """DESIGN §3 at S=128, ngf=64: the exact widths of every stage."""
+    """docs/networks.md at S=128, ngf=64: the exact widths of every stage."""
     g = Generator(PRESETS["paper"])
 
     def ups(stem):

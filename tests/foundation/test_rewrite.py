@@ -1,4 +1,4 @@
-"""The joint-conv rewrite of DESIGN §4 equals the broadcast-concat conv it replaces."""
+"""The joint-conv rewrite (docs/export-rewrites.md) equals the broadcast-concat conv it replaces."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_rewrite_equals_broadcast_concat(feat_ch, code_ch, out_ch, height, width
 
 @pytest.mark.parametrize("code_first,code_ch,size", [(True, 200, 32), (False, 20, 16), (True, 7, 13)])
 def test_rewrite_float32_paper_channels(code_first, code_ch, size):
-    """float32 at the paper's channel counts: equal to float rounding (DESIGN: 3e-5 on scale 70)."""
+    """float32 at the paper's channel counts: equal to float rounding (about 3e-5 on outputs of scale 70)."""
     gen = torch.Generator().manual_seed(code_ch)
     conv = CodeConv3x3(16, code_ch, 64, code_first)
     feat = 3 * torch.randn(4, 16, size, size, generator=gen)

@@ -1,4 +1,4 @@
-"""Parameter and MAC counts per graph: the paper-scale numbers of DESIGN §3, and the CLI."""
+"""Parameter and MAC counts per graph: the paper-scale numbers of docs/networks.md, and the CLI."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_paper_rewrite_saving_is_the_broadcast_code_share(paper):
     for graph, code, out in [("g_child", 200, 64), ("g_parent", 20, 32)]:
         entry = paper["graphs"][graph]
         assert entry["macs_naive"] - entry["macs"] == s2 * 9 * code * out - 81 * code * out
-    # The child joint conv alone is 2.04 G naive (DESIGN): 216 input channels at 128×128.
+    # The child joint conv alone is 2.04 G naive (docs/networks.md): 216 input channels at 128×128.
     assert _close(s2 * 9 * 216 * 64, 2.04e9)
     for graph in ("enc_c", "g_background", "extractor"):
         assert paper["graphs"][graph]["macs"] == paper["graphs"][graph]["macs_naive"]

@@ -1,4 +1,4 @@
-"""The lean install must work where importing torch fails (DESIGN §2)."""
+"""The lean install must work where importing torch fails (docs/architecture.md)."""
 
 from tests.util import run_cli, run_python
 

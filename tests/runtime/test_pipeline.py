@@ -1,4 +1,4 @@
-"""Composition: outputs equal the PyTorch model's, the caches run each stage as often as DESIGN §6
+"""Composition: outputs equal the PyTorch model's, the caches run each stage as often as docs/runtime.md
 says, only the needed encoders run, concurrent requests give single-thread results, animation and
 stitching. The runtime runs on onnxruntime CPU; torch only computes the expected values."""
 

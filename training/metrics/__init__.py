@@ -1,4 +1,4 @@
-"""Evaluation metrics of a trained run (DESIGN §8): clustering (paper Table 2), disentanglement
+"""Evaluation metrics of a trained run (docs/metrics.md): clustering (paper Table 2), disentanglement
 against synthetic ground truth (Table 3), and FID/KID with Inception weights from a local file.
 
 Run one with ``run_metric(name, run, output=None, device="auto", **options)``; the metric modules
