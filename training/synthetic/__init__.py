@@ -1,4 +1,4 @@
-"""Synthetic bird scenes with ground truth (docs/data.md, docs/demo-model.md): the data behind `mnm data synth`.
+"""Synthetic bird scenes with ground truth (docs/data.md): the data behind `mnm data synth`.
 
 numpy + OpenCV only (no torch), so it runs anywhere. A scene is fully determined by the dataset
 parameters (``SynthSpec``) and the image index; ``render_from_factors`` renders any chosen
