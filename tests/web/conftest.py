@@ -160,7 +160,9 @@ class Page:
             fetch(document.getElementById(id).src).then((r) => r.arrayBuffer()).then((buffer) => {
               const bytes = new Uint8Array(buffer);
               let text = "";
-              for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+              for (let i = 0; i < bytes.length; i += 0x8000) {
+                text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+              }
               done(btoa(text));
             }).catch((error) => done("error: " + error));
         """, img_id)
@@ -170,6 +172,7 @@ class Page:
     def screenshot(self, path: Path, full: bool = True) -> Path:
         """A screenshot of the whole page (the window grown to its height), or of the window."""
         size = self.driver.get_window_size()
+        self.driver.execute_script("window.scrollTo(0, 0)")
         if full:
             height = self.driver.execute_script("return document.documentElement.scrollHeight")
             self.driver.set_window_size(size["width"], height + 40)
@@ -181,7 +184,8 @@ class Page:
         """Console entries that are page faults (uncaught exceptions, refused by the content policy);
         the browser's notes on 4xx/5xx answers the tests ask for are not faults."""
         entries = self.driver.get_log("browser")
-        return [e["message"] for e in entries if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+        return [e["message"] for e in entries
+                if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@ def test_four_uploads_make_the_mix_mnm_mix_makes(page, birds, tmp_path, artifact
 def test_a_text_file_named_png_shows_the_servers_message_and_the_next_upload_works(page, server, birds, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("these are my notes, not a picture\n")
-    answer = httpx.post(server.url + "/v1/mix", files={"texture": (bad.name, bad.read_bytes(), "image/png")}, timeout=60)
+    answer = httpx.post(server.url + "/v1/mix", files={"texture": (bad.name, bad.read_bytes(), "image/png")},
+                        timeout=60)
     assert answer.status_code == 422
     message = answer.json()["error"]
     page.wait_mix("texture: random")
@@ -103,7 +104,7 @@ def test_the_grid_builder_renders_what_mnm_mix_renders(page, birds, tmp_path, ar
                        "--texture=code:1,code:2", "--pose=random", "--shape=random")
     assert page.image_bytes("grid-image") == expected
     assert "background (background-bird.png" in page.find("#grid-image").get_attribute("alt")
-    page.find("#grid").screenshot(str(artifacts / "grid.png"))
+    page.screenshot(artifacts / "grid.png")
 
 
 def test_the_webcam_panel_animates_the_fake_camera(page, birds, artifacts):
@@ -123,7 +124,7 @@ def test_the_webcam_panel_animates_the_fake_camera(page, birds, artifacts):
         for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i] * 65536 + d[i + 1] * 256 + d[i + 2]);
         return seen.size;""")
     assert drawn > 20, "the canvas shows no animated frame"
-    page.find("#webcam").screenshot(str(artifacts / "webcam.png"))
+    page.screenshot(artifacts / "webcam.png")
 
     page.find("#webcam-stop").click()
     page.wait.until(lambda _: page.text("#webcam-status").startswith("Stopped"))

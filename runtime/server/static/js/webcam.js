@@ -9,7 +9,7 @@ import { formatMs } from "./api.js";
 import { imageInput } from "./inputs.js";
 import { $, setError } from "./ui.js";
 
-const CAPTURE_SIDE = 320; // longest side of a frame sent (the model sees S x S; this keeps uploads small)
+const CAPTURE_SIDE = 256; // side of the square frames sent (the model sees S x S; this keeps uploads small)
 const JPEG_QUALITY = 0.85;
 const FPS_WINDOW_MS = 2000;
 const STOP_WAIT_MS = 5000; // after "stop", how long to wait for the server's "done" before closing
@@ -128,10 +128,12 @@ export class WebcamPanel {
       setTimeout(() => this.sendFrame(), 50); // the camera has not produced a picture yet
       return;
     }
-    const scale = Math.min(1, CAPTURE_SIDE / Math.max(video.videoWidth, video.videoHeight));
-    this.capture.width = Math.round(video.videoWidth * scale);
-    this.capture.height = Math.round(video.videoHeight * scale);
-    this.capture.getContext("2d").drawImage(video, 0, 0, this.capture.width, this.capture.height);
+    // The model sees the largest centred square of a frame: send only that, at most CAPTURE_SIDE wide.
+    const square = Math.min(video.videoWidth, video.videoHeight);
+    const side = Math.min(square, CAPTURE_SIDE);
+    this.capture.width = this.capture.height = side;
+    this.capture.getContext("2d").drawImage(video, (video.videoWidth - square) / 2, (video.videoHeight - square) / 2,
+      square, square, 0, 0, side, side);
     this.inFlight = { seq: this.sent++, at: performance.now() };
     this.capture.toBlob((blob) => {
       if (blob && ws.readyState === WebSocket.OPEN && !this.stopping) ws.send(blob);
