@@ -5,6 +5,7 @@ page can be used by keyboard and on a phone-sized screen."""
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 
@@ -84,6 +85,32 @@ def test_keyboard_picks_a_demo_image_and_moves_a_code_slider(page, tmp_path):
     assert page.find("#source-texture-code").is_selected()
     expected = mnm_mix(tmp_path / "mix.png", f"--background={STATIC / 'gallery' / 'demo10.png'}", "--pose=random",
                        "--shape=random", "--texture=code:3")
+    assert page.image_bytes("mix-image") == expected
+
+
+def test_files_and_demo_images_dropped_on_the_zones_are_used(page, birds, tmp_path):
+    """A file dropped on the shape's zone and a demo image dragged onto the pose's zone (drop events
+    with the browser's own DataTransfer) are what the mix uses."""
+    page.wait_mix()
+    page.driver.execute_script("""
+        const [name, encoded] = arguments;
+        const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+        const drop = (zone, data) => {
+          for (const type of ["dragenter", "dragover", "drop"]) {
+            zone.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+          }
+        };
+        const file = new DataTransfer();
+        file.items.add(new File([bytes], name, { type: "image/png" }));
+        drop(document.querySelector("label[for=file-shape]"), file);
+        const demo = new DataTransfer();
+        demo.setData("application/x-mnm-gallery", "demo30.png");
+        drop(document.querySelector("label[for=file-pose]"), demo);
+    """, birds["shape"].name, base64.b64encode(birds["shape"].read_bytes()).decode())
+    page.wait_mix(f"shape: {birds['shape'].name}", "pose: demo30.png")
+    assert page.find("#source-shape-image").is_selected() and page.find("#source-pose-image").is_selected()
+    expected = mnm_mix(tmp_path / "mix.png", "--background=random", f"--pose={STATIC / 'gallery' / 'demo30.png'}",
+                       f"--shape={birds['shape']}", "--texture=random")
     assert page.image_bytes("mix-image") == expected
 
 
