@@ -2,7 +2,7 @@
 // seed from the mix panel. One POST /v1/grid renders and labels the whole grid on the server.
 
 import { explain, formatMs, postForm } from "./api.js";
-import { describeFile, imageInput, showBlob } from "./inputs.js";
+import { describeFile, fileUrl, imageInput, showBlob } from "./inputs.js";
 import { FACTORS, codeCount, codeWord } from "./mix.js";
 import { $, setError, title } from "./ui.js";
 
@@ -106,7 +106,7 @@ class Axis {
       const name = value instanceof File ? value.name : value;
       if (value instanceof File) {
         const img = document.createElement("img");
-        showBlob(img, value);
+        img.src = fileUrl(value);
         img.alt = describeFile(value);
         item.append(img);
       }

@@ -54,6 +54,13 @@ export function showBlob(img, blob) {
   return url;
 }
 
+const fileUrls = new WeakMap(); // File -> its blob URL, made once (thumbnails of the same file share it)
+
+export function fileUrl(file) {
+  if (!fileUrls.has(file)) fileUrls.set(file, URL.createObjectURL(file));
+  return fileUrls.get(file);
+}
+
 // Fill ``container`` with the image-input template and wire it: the zone is the <label> of a visually
 // hidden file input, so Tab reaches the input, Enter or Space opens the file chooser, and the zone
 // shows the focus; files dropped on the zone, chosen, or picked in the gallery go to ``onFiles``.
@@ -129,7 +136,7 @@ export function imageInput(container, { id, what, multiple = false, onFiles, onE
     input,
     // Show the chosen image in the zone (single-image inputs).
     show(file) {
-      showBlob(preview, file);
+      preview.src = fileUrl(file);
       preview.alt = `${what}: ${describeFile(file)}`;
       preview.hidden = false;
     },

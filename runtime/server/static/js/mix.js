@@ -97,7 +97,10 @@ export class MixPanel {
     const shown = document.createElement("output");
     shown.htmlFor = slider.id;
     shown.value = "0";
-    row.append(`${title(codeWord(kind))}`, slider, shown);
+    const name = document.createElement("span");
+    name.className = "visually-hidden";
+    name.textContent = `${title(kind)} `;
+    row.append(name, title(codeWord(kind)), slider, shown);
     slider.addEventListener("input", () => {
       state.code = Number(slider.value);
       shown.value = slider.value;

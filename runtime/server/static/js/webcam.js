@@ -59,6 +59,7 @@ export class WebcamPanel {
 
   async start() {
     setError("webcam-error");
+    this.stopping = false;
     if (!this.staticFile) {
       this.fail("Choose a static image first: the camera gives the pose, the static image the rest.");
       return;
@@ -81,6 +82,11 @@ export class WebcamPanel {
       this.fail(`No camera: ${error.message || error.name}.`);
       return;
     }
+    if (this.stopping) { // Stop was pressed while the browser asked for the camera
+      this.release();
+      $("webcam-status").textContent = "";
+      return;
+    }
     this.connect(document.querySelector("input[name=webcam-mode]:checked").value);
   }
 
@@ -88,7 +94,7 @@ export class WebcamPanel {
     const url = new URL(`/v1/animate?mode=${mode}&format=jpeg`, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = (this.ws = new WebSocket(url));
-    Object.assign(this, { sent: 0, inFlight: null, drawn: -1, answers: [], stopping: false, refused: false });
+    Object.assign(this, { sent: 0, inFlight: null, drawn: -1, answers: [], refused: false });
     for (const id of ["stat-fps", "stat-latency", "stat-server"]) $(id).textContent = "–";
     for (const id of ["stat-answered", "stat-dropped", "stat-failed"]) $(id).textContent = "0";
     ws.addEventListener("open", () => {
@@ -173,8 +179,8 @@ export class WebcamPanel {
 
   stop() {
     const ws = this.ws;
-    if (!ws) return;
     this.stopping = true;
+    if (!ws) return; // still asking for the camera: start() sees the flag
     $("webcam-stop").disabled = true;
     $("webcam-status").textContent = "Stopping…";
     this.releaseCamera();
