@@ -12,7 +12,9 @@ Decisions (also recorded in the bundle manifest's ``normalization``):
 - CMYK uses Pillow's conversion (Adobe-inverted JPEGs handled, R = (255 - C)(255 - K) / 255);
   embedded ICC profiles are not applied;
 - EXIF orientation is applied; GIF, APNG and multi-page TIFF give their first frame;
-- without a box, the reference is the largest centred square (a plain resize would distort).
+- without a box, the reference is the largest centred square (``fit="crop"``, a plain resize would
+  distort); ``fit="squash"`` resizes the whole image to S x S as the MixNMatch authors' evaluation
+  does (PIL bilinear, like torchvision's ``Resize((S, S))``), to reproduce their inputs exactly.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ _GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
 _SAVE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 _LOSSY_QUALITY = 95
+
+FITS = ("crop", "squash")
+"""How a reference without a box becomes square: the centred square, or the whole image resized."""
 
 ImageSource = str | os.PathLike | np.ndarray
 
@@ -233,23 +238,37 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def prepare_reference(
-    source: ImageSource, size: int, box=None, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: ImageSource, size: int, box=None, max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "crop"
 ) -> np.ndarray:
     """THE preprocessing of training and the runtime: load, crop, resize, normalise -> 3 x S x S float32.
 
-    With a pixel box ``(x, y, w, h)`` the crop is ``object_crop_box``; without one it is the
-    largest centred square of the image.
+    With a pixel box ``(x, y, w, h)`` the crop is ``object_crop_box``. Without one, ``fit`` decides:
+    ``crop`` takes the largest centred square, ``squash`` the whole image resized to S x S.
     """
+    check_fit(fit)
     image = load_image(source, max_pixels=max_pixels)
     height, width = image.shape[:2]
-    if box is None:
-        side = min(width, height)
-        x0, y0 = (width - side) // 2, (height - side) // 2
-        crop = (x0, y0, x0 + side, y0 + side)
-    else:
+    if box is not None:
         name = "image array" if isinstance(source, np.ndarray) else str(source)
-        crop = object_crop_box(box, width, height, source=name)
-    return to_model_input(crop_resize(image, crop, size))
+        return to_model_input(crop_resize(image, object_crop_box(box, width, height, source=name), size))
+    if fit == "squash":
+        return to_model_input(squash_resize(image, size))
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return to_model_input(crop_resize(image, (x0, y0, x0 + side, y0 + side), size))
+
+
+def squash_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """The whole image resized to ``size`` x ``size`` with Pillow's bilinear filter: what the
+    MixNMatch evaluation code's ``transforms.Resize((S, S))`` does to a PIL image."""
+    image = _check_rgb(image, "image array")
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def check_fit(fit: str) -> str:
+    if fit not in FITS:
+        raise MnmError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    return fit
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mnm.errors import MnmError
-from mnm.imaging import prepare_reference, to_uint8
+from mnm.imaging import check_fit, prepare_reference, to_uint8
 from mnm.runtime import grid as grid_layout
 from mnm.runtime import stitch as stitching
 from mnm.runtime.animator import Animator
@@ -43,6 +43,8 @@ class Pipeline:
 
     ``bundle`` is a ``Bundle`` or a bundle folder; ``backend`` a name (see
     ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend.
+    ``fit`` squares references without a box: ``crop`` (the centred square) or ``squash`` (the
+    whole image resized, as the MixNMatch authors evaluated their published models).
     """
 
     def __init__(
@@ -51,8 +53,10 @@ class Pipeline:
         backend="auto",
         max_batch: int = DEFAULT_MAX_BATCH,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        fit: str = "crop",
         **backend_options,
     ):
+        self.fit = check_fit(fit)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.config = self.bundle.config
         if isinstance(backend, str):  # the TensorRT provider tunes its engines for max_batch
@@ -69,7 +73,7 @@ class Pipeline:
 
     def prepare(self, image, box=None) -> np.ndarray:
         """A reference (path or H x W x 3 uint8 array, optional pixel box) → 3 x S x S model input."""
-        return prepare_reference(image, self.config.image_size, box)
+        return prepare_reference(image, self.config.image_size, box, fit=self.fit)
 
     def encode(self, images, factors=("z", "b", "p", "c"), boxes=None) -> dict[str, np.ndarray]:
         """Codes of reference images: ``{factor: [N, dim]}`` for factors among z, b, p, c, and

@@ -12,6 +12,7 @@ from mnm.cli import (  # noqa: F401  (each module registers its commands on impo
     demo,
     eval,
     export,
+    importer,
     info,
     mix,
     model,

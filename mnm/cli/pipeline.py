@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+FIT_HELP = ("How a reference without a box becomes square: crop (the centred square) or squash (the whole "
+            "image resized, as the authors evaluated the published MixNMatch models).")
 VERBOSE_HELP = "Also say why each faster backend was not used (mnm info --backends tests them all)."
 
 
@@ -20,14 +22,15 @@ def skip_lines(backend) -> list[str]:
     return [f"  not used: {reason}" for reason in getattr(backend, "skipped", [])]
 
 
-def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None, verbose: bool = False):
+def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None,
+                  verbose: bool = False, fit: str = "crop"):
     """The verified bundle's pipeline, saying on stderr in one line which backend runs (with
     ``verbose``, also why the faster ones did not); ``mnm animate`` uses it too."""
     from mnm.runtime.bundle import Bundle
     from mnm.runtime.pipeline import Pipeline
 
     options = {} if threads is None else {"threads": threads}
-    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, **options)
+    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, fit=fit, **options)
     typer.echo(backend_line(pipe.backend, backend), err=True)
     if verbose:
         for line in skip_lines(pipe.backend):

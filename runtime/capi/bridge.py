@@ -109,7 +109,8 @@ class _OpenPipeline:
 
 @extern
 def pipeline_open(bundle, options, out):
-    from mnm.runtime import Bundle, Pipeline, available_backends
+    from mnm.runtime import Bundle, Pipeline
+    from mnm.runtime.backends import NAMES
 
     path = _c.text(bundle, "bundle")
     _c.require(out, "out")
@@ -120,8 +121,8 @@ def pipeline_open(bundle, options, out):
         opened = Bundle.open(path)
     except MnmError as exc:
         raise Failure("MNM_ERR_BUNDLE", str(exc)) from None
-    if backend != "auto" and backend not in available_backends(opened):
-        raise BadArgument(f"unknown backend {backend!r}; choose auto, {', '.join(available_backends(opened))}")
+    if backend != "auto" and backend not in NAMES:
+        raise BadArgument(f"unknown backend {backend!r}; choose auto, {', '.join(NAMES)}")
     try:
         pipe = Pipeline(opened, backend=backend, max_batch=max_batch, **({"threads": threads} if threads else {}))
     except MnmError as exc:
