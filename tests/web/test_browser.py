@@ -163,6 +163,7 @@ def test_the_webcam_panel_animates_the_fake_camera(page, birds, artifacts):
 
 def test_overload_shows_the_busy_message_and_the_page_retries(browser, tmp_path):
     strict = Server(DEMO, "--max-queue", "1").wait_ready()
+    stalled = None
     try:
         page = Page(browser, strict.url)
         page.wait_mix()
@@ -179,6 +180,8 @@ def test_overload_shows_the_busy_message_and_the_page_retries(browser, tmp_path)
         assert caption.endswith("code mode, seed 7")
         assert page.script_errors() == []
     finally:
+        if stalled is not None:
+            stalled.close()  # closing twice is harmless; a failed wait must not leave the server waiting
         assert strict.stop() == 0, strict.output()
 
 
