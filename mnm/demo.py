@@ -86,6 +86,41 @@ def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> De
     return DemoResult(files, summary)
 
 
+def write_gallery(folder: Path) -> list[dict]:
+    """The web page's demo references: the eight ``mnm demo`` references as PNGs plus ``gallery.json``.
+
+    ``scripts/make_web_gallery.py`` writes them into the server's static files once (package data),
+    so the page offers them with nothing rendered or downloaded at run time.
+    """
+    import json
+
+    from mnm.atomic import atomic_dir
+    from mnm.imaging import save_image
+    from mnm.training.synthetic import SynthSpec, render_scene
+
+    spec = SynthSpec.from_dict(demo_info()["data"], source=str(DEMO_DIR / "demo.json"))
+    entries = []
+    with atomic_dir(folder) as tmp:
+        for ref in _references(spec, render_scene):
+            number = ref.label.split()[0].lstrip("#")
+            name = f"demo{number}.png"
+            save_image(tmp / name, ref.image)
+            entries.append({"file": name, "label": f"demo image {number}: {_describe(spec, ref.factors)}"})
+        (tmp / "gallery.json").write_text(json.dumps({"images": entries}, indent=1) + "\n")
+    return entries
+
+
+def _describe(spec, factors) -> str:
+    """Words for a scene (the page's alt text): the bird's pattern and the background's."""
+    from mnm.training.synthetic.backgrounds import background_family
+    from mnm.training.synthetic.textures import texture
+
+    pattern = texture(spec.seed, factors.c, spec.textures_per_shape).pattern
+    words = {"solid": "plain", "stripes": "striped", "spots": "spotted", "gradient": "shaded",
+             "two_tone": "two-tone", "belly": "pale-bellied"}
+    return f"a {words.get(pattern, pattern)} bird, {background_family(spec.seed, factors.b).pattern} background"
+
+
 @dataclass
 class _Ref:
     image: np.ndarray

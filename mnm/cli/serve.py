@@ -88,8 +88,8 @@ def _serve_here(options, host: str, port: int, access_log: bool, uvicorn) -> Non
     shown = f"[{host}]" if ":" in host else host
     settings = service.options
     typer.echo(f"serving {options.bundle} on http://{shown}:{bound} (max batch {settings.max_batch}, max wait "
-               f"{settings.max_wait_ms:g} ms, max queue {settings.max_queue}, {settings.workers} workers; docs at "
-               "/docs)", err=True)
+               f"{settings.max_wait_ms:g} ms, max queue {settings.max_queue}, {settings.workers} workers; the web page "
+               "at /, API docs at /docs)", err=True)
     config = uvicorn.Config(
         create_app(options, service), log_level="info", access_log=access_log, lifespan="on",
         timeout_graceful_shutdown=60, ws_max_size=options.max_body_bytes,

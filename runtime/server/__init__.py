@@ -5,6 +5,7 @@ endpoints, ``models`` the typed bodies, ``inputs`` reads forms and JSON and deco
 ``operations`` computes on worker threads, ``service`` holds the pipeline and workers, ``batching``
 gathers graph runs across requests, ``limits`` bounds the queue and bodies, ``metrics`` is
 Prometheus, ``errors`` turns exceptions into JSON, ``openapi`` documents form-or-JSON bodies, and
-``ray_serve`` / ``ray_batching`` deploy the same app on Ray Serve. docs/server.md has the design.
+``ray_serve`` / ``ray_batching`` deploy the same app on Ray Serve; ``web`` serves the web page
+(``static/``, docs/web.md). docs/server.md has the design.
 Nothing here imports torch; importing ``mnm.runtime`` does not import this package.
 """

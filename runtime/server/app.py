@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import mnm
-from mnm.runtime.server import animate, errors, routes
+from mnm.runtime.server import animate, errors, routes, web
 from mnm.runtime.server.limits import Admission, Gate
 from mnm.runtime.server.metrics import Observe
 from mnm.runtime.server.models import EncodeRequest, GridRequest, MixRequest
@@ -54,6 +54,7 @@ def create_app(options: ServerOptions, service: Service | None = None) -> FastAP
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(animate.router)
+    web.install(app)
     app.add_middleware(Admission, gate=gate)
     app.add_middleware(Observe, metrics=lambda: app.state.service and app.state.service.metrics)
 
