@@ -2,6 +2,7 @@
 extras and install recipes must resolve to one onnxruntime and one CUDA major (pip's resolver, dry run); the
 Makefile's two commands install what each needs."""
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -96,9 +97,11 @@ def test_the_gpu_install_resolves_to_one_onnxruntime_and_one_cuda_major(tmp_path
 
 
 def _make_dry_run(target: str, venv: Path) -> list[str]:
-    """The commands ``make TARGET`` would run for a fresh clone (``make -n``: printed, not run)."""
-    proc = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    """The commands ``make TARGET`` would run for a fresh clone (``make -n``: printed, not run). Under
+    ``make test`` the outer make's variables would make this one a sub-make that prints its directory."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
