@@ -219,8 +219,9 @@ def run_bench(
     repeats: int = 20,
     warmup: int = 3,
     progress: Callable[[int], object] | None = None,
+    precision: str = "auto",
 ) -> dict:
-    """Benchmark the bundle on each backend; returns the report ``mnm bench --json`` writes.
+    """Benchmark the bundle on each backend at ``precision``; returns the report ``mnm bench --json`` writes.
 
     ``progress(total)`` returns a context manager with ``update()`` (``mnm.progress.track``).
     """
@@ -246,14 +247,15 @@ def run_bench(
         "config": cfg.to_dict(),
         "modes": list(bundle.modes),
         "source": bundle.manifest.get("source"),
-        "settings": {"batches": list(batches), "repeats": repeats, "warmup": warmup, "grid": [GRID_SIDE] * 3},
+        "settings": {"batches": list(batches), "repeats": repeats, "warmup": warmup, "grid": [GRID_SIDE] * 3,
+                     "precision": precision},
         "machine": machine.details(),
         "skipped_backends": skipped,
         "backends": {},
     }
     with (progress or (lambda n: track(total=n, desc="bench", unit="run")))(total) as bar:
         for name in names:
-            pipeline = Pipeline(bundle, backend=name)
+            pipeline = Pipeline(bundle, backend=name, precision=precision)
             backend = pipeline.backend
             entry = {"backend": backend.name, "description": backend.description, "graphs": {}, "scenarios": {}}
             for graph in bundle.graphs:

@@ -42,7 +42,9 @@ class Pipeline:
     """Mix-and-match on an exported bundle: ``Pipeline(bundle, backend="auto", max_batch=16)``.
 
     ``bundle`` is a ``Bundle`` or a bundle folder; ``backend`` a name (see
-    ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend.
+    ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend
+    (``precision``: auto, fp32, fp16 or int8; ``threads``...). ``concurrent`` runs independent
+    graphs of a request side by side (see ``mnm.runtime.executor``).
     """
 
     def __init__(
@@ -51,12 +53,13 @@ class Pipeline:
         backend="auto",
         max_batch: int = DEFAULT_MAX_BATCH,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        concurrent: bool = True,
         **backend_options,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.config = self.bundle.config
         self.backend = create(self.bundle, backend, **backend_options) if isinstance(backend, str) else backend
-        self.executor = Executor(self.bundle, self.backend, max_batch, cache_size)
+        self.executor = Executor(self.bundle, self.backend, max_batch, cache_size, concurrent)
         self.counters = self.executor.counters
 
     @property
@@ -192,8 +195,8 @@ class Pipeline:
         self.executor.clear_caches()
 
     def close(self) -> None:
-        """Release the backend's sessions or engines and the caches."""
-        self.clear_caches()
+        """Release the backend's sessions or engines, the caches and the worker threads."""
+        self.executor.close()
         self.backend.close()
 
     def require_mode(self, mode: str) -> None:

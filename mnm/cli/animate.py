@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
+from mnm.cli.pipeline import precision_option
 from mnm.errors import MnmError
 
 DEFAULT_FPS = 15.0
@@ -32,6 +33,7 @@ def animate(
         "webcams always run this way.",
     ),
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
+    precision: str = precision_option(),
     box: str | None = typer.Option(None, "--box", help="Pose region in each frame: x,y,w,h pixels (default: all)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the run's statistics as JSON here."),
 ) -> None:
@@ -59,7 +61,8 @@ def animate(
     try:
         out_fps = fps or src.fps or DEFAULT_FPS
         sink = video.open_sink(out, out_fps) if out is not None else None
-        animator = open_pipeline(bundle, backend, max_batch=1).animator(str(image), mode=mode, box=pose_box)
+        pipe = open_pipeline(bundle, backend, max_batch=1, precision=precision)
+        animator = pipe.animator(str(image), mode=mode, box=pose_box)
         if show:
             window = video.Window()
         live = realtime or src.live

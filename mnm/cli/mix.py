@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import open_pipeline
+from mnm.cli.pipeline import open_pipeline, precision_option
 from mnm.errors import MnmError
 
 FACTOR_HELP = "an image path, random, code:K (category of b/p/c) or seed:N (z); repeat or comma-separate for a grid"
@@ -27,6 +27,7 @@ def mix(
     texture: list[str] = typer.Option([], "--texture", help=f"Texture (c): {FACTOR_HELP}."),
     mode: str = typer.Option("code", "--mode", help="code: codes from the encoders; feature: shape and pose from S."),
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
+    precision: str = precision_option(),
     stitch: str | None = typer.Option(
         None, "--stitch", help="Paste real pixels back: background (from the background reference) or foreground."
     ),
@@ -63,7 +64,7 @@ def mix(
             raise MnmError(f"{out}: --out must be a folder with --batch")
     else:
         _check_image_suffix(out)
-    pipe = open_pipeline(bundle, backend, max_batch, threads)
+    pipe = open_pipeline(bundle, backend, max_batch, threads, precision)
     if batch is not None:
         _run_plan(pipe, batch, out, mode, seed, stitch, table)
         return

@@ -32,11 +32,8 @@ def create(bundle: Bundle, name: str = "auto", **options) -> Backend:
     if name == "auto":
         skipped = []
         for candidate in AUTO_ORDER:
-            opts = dict(options)
-            if candidate != "tensorrt" and opts.get("precision") == "auto":
-                opts.pop("precision")
             try:
-                backend = _build(bundle, candidate, opts)
+                backend = _build(bundle, candidate, dict(options))
             except BackendUnavailable as exc:
                 skipped.append(f"{candidate}: {exc}")
                 continue

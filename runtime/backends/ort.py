@@ -75,7 +75,7 @@ class OrtBackend:
         self,
         bundle: Bundle,
         name: str = "ort-cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
         threads: int | None = None,
         io_binding: bool = False,
         device_id: int = 0,
@@ -87,6 +87,11 @@ class OrtBackend:
         reason = unavailable_reason(name)
         if reason:
             raise BackendUnavailable(reason)
+        if name != "ort-cpu" and precision in ("auto", "int8"):
+            if precision == "int8":  # QDQ graphs are made for (and gated on) the CPU provider
+                raise BackendUnavailable("INT8 graphs run on ort-cpu; use --precision fp32 or fp16 on a GPU")
+            precision = "fp32"
+        bundle.check_precision(precision)
         self.bundle = bundle
         self.name = name
         self.precision = precision
@@ -104,7 +109,7 @@ class OrtBackend:
     @property
     def description(self) -> str:
         threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
-        return f"{self.name} (onnxruntime, {self.precision}, {threads})"
+        return f"{self.name} (onnxruntime, {self.bundle.describe_precision(self.precision)}, {threads})"
 
     @property
     def threads(self) -> int:
@@ -181,10 +186,9 @@ class OrtBackend:
 
 
 def _smallest_graph(bundle: Bundle, precision: str) -> str:
-    table = bundle.graphs_fp16 if precision == "fp16" else bundle.graphs
-    if not table:
-        raise MnmError(f"{bundle.path}: the bundle has no {precision} graphs")
-    return min(table.values(), key=lambda g: g.bytes).name
+    if not bundle.graphs:
+        raise MnmError(f"{bundle.path}: the bundle has no graphs")
+    return min(bundle.graphs, key=lambda name: bundle.graph(name, precision).bytes)
 
 
 def _default_trt_cache(bundle: Bundle) -> Path:

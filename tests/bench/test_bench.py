@@ -51,7 +51,7 @@ def test_mnm_bench_json_without_torch(tiny_bundle, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["format"] == "mnm-bench"
-    assert report["settings"] == {"batches": [1, 3], "repeats": 2, "warmup": 1, "grid": [4, 4, 4]}
+    assert report["settings"] == {"batches": [1, 3], "repeats": 2, "warmup": 1, "grid": [4, 4, 4], "precision": "auto"}
     machine = report["machine"]
     assert machine["physical_cores"] >= 1 and machine["cpu"]
     assert "onnxruntime" in machine["libraries"] and "torch" not in machine["libraries"]
