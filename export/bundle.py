@@ -23,6 +23,8 @@ from mnm.atomic import atomic_dir
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
 from mnm.export import fp16 as fp16_graphs
+from mnm.export.int8 import add_int8_graphs
+from mnm.export.int8_gate import Gate
 from mnm.export.macs import count_macs
 from mnm.export.manifest import MANIFEST, graph_entry, new_manifest, write_manifest
 from mnm.export.onnx_graphs import EXPORTER, check_graph, export_graph
@@ -67,6 +69,10 @@ def export_bundle(
     parity_batches: tuple[int, ...] = PARITY_BATCHES,
     parity_seed: int | None = None,
     rewrites: Sequence[str] = DEFAULT_REWRITES,
+    int8: bool = False,
+    calibrate: str | Path | None = None,
+    int8_gate: Gate | None = None,
+    int8_gates: dict[str, Gate] | None = None,
 ) -> dict:
     """Write the bundle folder ``out`` from ``modules`` = (generator, encoders, extractor or None)
     and return its manifest.
@@ -76,7 +82,9 @@ def export_bundle(
     output scale) on fresh inputs at ``parity_batches``, else nothing is written. ``trt`` then
     builds engines (profile batch 1..``max_batch``) into the finished bundle. ``rewrites`` names the
     exact export rewrites (``mnm.export.rewrites``) applied to copies of the modules; parity is
-    always against the modules as given.
+    always against the modules as given. ``int8`` adds INT8 graphs calibrated on the reference
+    images in ``calibrate`` (a synthetic set when None), each kept only if it passes ``int8_gate``
+    (or its own entry in ``int8_gates``); see docs/int8.md.
     """
     out = Path(out)
     _check_options(out, opset, max_batch)
@@ -107,6 +115,9 @@ def export_bundle(
                     spec, model, entry, modules, cfg, tmp, parity_batches, rng, seed
                 )
                 bar.update()
+        if int8:
+            add_int8_graphs(tmp, manifest, cfg, None if calibrate is None else Path(calibrate),
+                            int8_gate or Gate(), int8_gates)
         if previous_cache.is_file():  # a rebuild on the same machine reuses the measured timings
             shutil.copyfile(previous_cache, tmp / TIMING_CACHE)
         write_manifest(tmp, manifest)
