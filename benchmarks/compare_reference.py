@@ -6,12 +6,17 @@
     frame and the static image (nothing cached). Both sides use the same networks, so the
     joint-conv rewrite of DESIGN §4 is in both.
 (b) The runtime is ``mnm.runtime.Pipeline`` on onnxruntime CPU: encoders only for the codes a
-    request needs, each reference once, cached stages, g_child per combination.
+    request needs, each reference once, cached stages, g_child per combination; in four variants,
+    each adding one lever (``VARIANTS``): the baseline (graphs without the phase rewrites of
+    docs/export-rewrites.md, run one after another), + rewrites, + concurrent graph runs (the
+    fp32 result), + INT8 graphs where they passed their gate (docs/int8.md).
 
-Each scenario alternates (a) and (b) every repeat after warm-up, so both see the same machine
-load; the reported ratios are of medians. torch threads = onnxruntime threads = physical cores.
-Without ``--bundle`` a random-init bundle of ``--preset`` is exported first; with one, the torch
-twin is rebuilt from its manifest's source (the random-init seed, or the checkpoint).
+Each scenario alternates (a) and every variant of (b) every repeat after warm-up, so all see the
+same machine load; the reported ratios are of medians, and each lever's own effect is the ratio of
+the variants without and with it in that same run. torch threads = onnxruntime threads = physical
+cores. Without ``--bundle`` the random-init bundles of ``--preset`` are exported first (without
+and with the rewrites, the latter with INT8 graphs); with one, the torch twin is rebuilt from its
+manifest's source (the random-init seed, or the checkpoint).
 
     python benchmarks/compare_reference.py --preset paper --json benchmarks/results/cpu-paper.json \\
         --markdown benchmarks/RESULTS.md
@@ -30,12 +35,23 @@ from pathlib import Path
 
 import numpy as np
 
-TARGETS = {  # the issue's targets on the 2-core CPU, paper preset, fp32, onnxruntime CPU
-    "single_mix_speedup": 8.0,
-    "grid_speedup": 20.0,
-    "img2gif_speedup": 6.0,
-    "fraction_of_peak.g_child.8": 0.5,
-    "fraction_of_peak.g_background.8": 0.5,
+TARGETS = {  # the issue's targets on the 2-core CPU, paper preset, onnxruntime CPU, per precision
+    "fp32": {"single_mix_speedup": 8.0, "grid_speedup": 20.0, "img2gif_speedup": 8.0,
+             "fraction_of_peak.g_child.8": 0.6},
+    "int8": {"single_mix_speedup": 10.0, "grid_speedup": 25.0, "img2gif_speedup": 10.0},
+}
+# The runtime variants timed against the reference, each adding one lever to the one before:
+# name -> (bundle, concurrent graph runs, precision). "baseline" is the runtime before these levers.
+VARIANTS = {
+    "baseline": ("naive", False, "fp32"),
+    "rewrites": ("main", False, "fp32"),
+    "fp32": ("main", True, "fp32"),
+    "int8": ("main", True, "auto"),
+}
+LEVERS = {  # lever -> (variant without it, variant with it, what it is)
+    "rewrites": ("baseline", "rewrites", "exact export rewrites: upBlocks and ConvTranspose as four 2x2 phase convs"),
+    "concurrent": ("rewrites", "fp32", "independent graph runs of a request side by side"),
+    "int8": ("fp32", "int8", "INT8 graphs where they passed their quality gate"),
 }
 
 
@@ -133,32 +149,89 @@ def _max_abs_diff(name: str, reference_out, runtime_out) -> int:
     return int(np.abs(np.asarray(reference_out, np.int16) - np.asarray(runtime_out, np.int16)).max())
 
 
-def compare(bundle, modules, opts, log) -> dict:
-    """Interleaved timings of every scenario: reference vs runtime, with their ratios.
+def _max_abs_diff_images(name: str, a, b) -> int:
+    """Largest difference (0-255) between two runtime variants' images."""
+    if name == "grid":
+        a, b = np.stack([cell.image for cell in a.cells]), np.stack([cell.image for cell in b.cells])
+    return int(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max())
 
-    The first, untimed run of each side is a warm-up whose images are compared. The grid gets no
+
+def variant_pipelines(bundles: dict, opts) -> dict:
+    """One Pipeline per runtime variant whose bundle is there (int8: only with INT8 graphs, on the CPU)."""
+    from mnm.runtime.pipeline import Pipeline
+
+    out = {}
+    for name, (which, concurrent, precision) in VARIANTS.items():
+        bundle = bundles.get(which)
+        if bundle is None or (name == "int8" and (not bundle.graphs_int8 or opts.backend != "ort-cpu")):
+            continue
+        out[name] = Pipeline(bundle, backend=opts.backend, concurrent=concurrent, precision=precision,
+                             **_backend_options(opts))
+    return out
+
+
+def compare(bundles: dict, modules, opts, log) -> dict:
+    """Interleaved timings of every scenario: the reference and every runtime variant, with ratios.
+
+    The first, untimed run of each side is a warm-up whose images are compared (the fp32 variants
+    must agree with the reference; the int8 variant's difference is recorded). The grid gets no
     further warm-up (one reference grid is 64 reference mixes: a minute at paper scale on a CPU).
     """
     from mnm.runtime.bench import ScenarioInputs, interleaved, scenarios, summarize
-    from mnm.runtime.pipeline import Pipeline
 
-    cfg = bundle.config
+    cfg = bundles["main"].config
     inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
-    pipeline = Pipeline(bundle, backend=opts.backend, **_backend_options(opts))
-    runtime = scenarios(pipeline, inputs)
+    pipelines = variant_pipelines(bundles, opts)
+    runtime = {name: scenarios(pipe, inputs) for name, pipe in pipelines.items()}
     reference = reference_procedures(modules, inputs, cfg, opts.device)
-    result = {"runtime_backend": pipeline.backend.description, "agreement_max_abs_uint8": {}, "scenarios": {}}
+    result = {"backends": {name: pipe.backend.description for name, pipe in pipelines.items()}, "scenarios": {}}
     for name, ref_fn in reference.items():
-        rt = runtime[name]
         n = opts.grid_repeats if name == "grid" else opts.repeats
-        log(f"{name}: warm-up, then {n} interleaved repeats")
-        result["agreement_max_abs_uint8"][name] = _max_abs_diff(name, ref_fn(), rt.run())
+        log(f"{name}: warm-up, then {n} interleaved repeats of the reference and {len(runtime)} runtime variants")
+        ref_images = ref_fn()
+        first = {variant: sc[name].run() for variant, sc in runtime.items()}
+        agreement = {v: _max_abs_diff(name, ref_images, images) for v, images in first.items()}
+        if "int8" in first:
+            agreement["int8_vs_fp32"] = _max_abs_diff_images(name, first["fp32"], first["int8"])
         more = 0 if name == "grid" else opts.warmup - 1
-        times = interleaved({"reference": ref_fn, "runtime": rt.run}, n, more)
-        ref, run = summarize(times["reference"], rt.images), summarize(times["runtime"], rt.images)
-        result["scenarios"][name] = {"reference": ref, "runtime": run, "speedup": ref["median_ms"] / run["median_ms"]}
-    pipeline.close()
+        fns = {"reference": ref_fn, **{variant: sc[name].run for variant, sc in runtime.items()}}
+        times = interleaved(fns, n, more)
+        images = runtime["fp32"][name].images
+        ref = summarize(times["reference"], images)
+        runs = {variant: summarize(times[variant], images) for variant in runtime}
+        result["scenarios"][name] = {
+            "reference": ref, "runtimes": runs, "agreement_max_abs_uint8": agreement,
+            "speedups": {variant: ref["median_ms"] / r["median_ms"] for variant, r in runs.items()},
+        }
+    for pipe in pipelines.values():
+        pipe.close()
     return result
+
+
+def graph_levers(bundles: dict, opts, batches=(1, 8)) -> dict:
+    """Per graph and batch, interleaved: the graph as exported before the rewrites (baseline), with
+    them (fp32), and in INT8 where it passed its gate: each graph-level lever in one measurement."""
+    from mnm.runtime.backends import create
+    from mnm.runtime.bench import graph_inputs, interleaved, summarize
+
+    main = bundles["main"]
+    backends = {"fp32": create(main, opts.backend, precision="fp32", **_backend_options(opts))}
+    if bundles.get("naive") is not None:
+        backends["baseline"] = create(bundles["naive"], opts.backend, precision="fp32", **_backend_options(opts))
+    if main.graphs_int8 and opts.backend == "ort-cpu":
+        backends["int8"] = create(main, opts.backend, precision="int8", **_backend_options(opts))
+    out = {}
+    for graph in main.graphs:
+        out[graph] = {}
+        for batch in batches:
+            feeds = graph_inputs(main, graph, batch, np.random.default_rng(batch))
+            fns = {name: (lambda b=b, g=graph, f=feeds: b.run(g, f)) for name, b in backends.items()
+                   if name != "int8" or graph in main.graphs_int8}
+            times = interleaved(fns, opts.roofline_repeats, 2)
+            out[graph][str(batch)] = {name: summarize(t, batch) for name, t in times.items()}
+    for backend in backends.values():
+        backend.close()
+    return out
 
 
 def components(bundle, modules, opts) -> dict:
@@ -170,7 +243,7 @@ def components(bundle, modules, opts) -> dict:
     from mnm.runtime.bench import graph_inputs, interleaved, summarize
 
     generator, encoders, _ = modules
-    backend = create(bundle, opts.backend, **_backend_options(opts))
+    backend = create(bundle, opts.backend, precision="fp32", **_backend_options(opts))
     rng = np.random.default_rng(0)
     enc_feeds = graph_inputs(bundle, "enc_z", 1, rng)
     z = graph_inputs(bundle, "g_background", 1, rng)
@@ -202,37 +275,82 @@ def components(bundle, modules, opts) -> dict:
     return {name: summarize(t) for name, t in times.items()}
 
 
-def headline(result: dict, graphs: dict) -> dict:
-    """The keys the issue asks for, from the detailed results."""
+def headline(result: dict, variant: str, fractions: dict) -> dict:
+    """The keys the issue asks for, for one runtime variant."""
     s = result["scenarios"]
+
+    def speedup(name: str) -> float:
+        return s[name]["speedups"][variant]
+
+    def rate(name: str) -> float:
+        return s[name]["runtimes"][variant]["images_per_s"]
+
     out = {
-        "single_mix_speedup": s["single_mix"]["speedup"],
-        "grid_speedup": s["grid"]["speedup"],
-        "img2gif_speedup": s["img2gif_code"]["speedup"],
-        "img2gif_fps": s["img2gif_code"]["runtime"]["images_per_s"],
+        "single_mix_speedup": speedup("single_mix"),
+        "grid_speedup": speedup("grid"),
+        "img2gif_speedup": speedup("img2gif_code"),
+        "img2gif_fps": rate("img2gif_code"),
         "reference_img2gif_fps": s["img2gif_code"]["reference"]["images_per_s"],
-        "single_mix_images_per_s": s["single_mix"]["runtime"]["images_per_s"],
-        "grid_images_per_s": s["grid"]["runtime"]["images_per_s"],
+        "single_mix_images_per_s": rate("single_mix"),
+        "grid_images_per_s": rate("grid"),
         "reference_images_per_s": s["single_mix"]["reference"]["images_per_s"],
     }
     if "img2gif_feature" in s:
-        out["img2gif_feature_speedup"] = s["img2gif_feature"]["speedup"]
-        out["img2gif_feature_fps"] = s["img2gif_feature"]["runtime"]["images_per_s"]
-    out["fraction_of_peak"] = {
-        g: {b: r["fraction_of_peak"] for b, r in entry["batches"].items()} for g, entry in graphs.items()
-    }
+        out["img2gif_feature_speedup"] = speedup("img2gif_feature")
+        out["img2gif_feature_fps"] = rate("img2gif_feature")
+    out["fraction_of_peak"] = fractions
     return out
 
 
-def check_targets(head: dict) -> list[dict]:
-    """Each target with the measured value and whether it was met."""
+def fp32_fractions(graphs: dict) -> dict:
+    return {g: {b: r["fraction_of_peak"] for b, r in entry["batches"].items()} for g, entry in graphs.items()}
+
+
+def int8_fractions(bundle, levers: dict, int8_peak: dict, fp32: dict) -> dict:
+    """Fraction of peak per graph as the int8 variant runs it: INT8 graphs against the measured
+    uint8 x int8 product (2 ops per multiply-accumulate), the others as in the fp32 roofline."""
+    out = {}
+    for graph, per_batch in fp32.items():
+        if graph not in bundle.graphs_int8:
+            out[graph] = per_batch
+            continue
+        macs = bundle.graphs[graph].macs_per_image
+        out[graph] = {b: 2 * macs * int(b) / (levers[graph][b]["int8"]["median_ms"] / 1e3) / 1e9
+                      / int8_peak["peak_gflops"] for b in per_batch}
+    return out
+
+
+def check_targets(head: dict, precision: str) -> list[dict]:
+    """Each target of ``precision`` with the measured value and whether it was met."""
     rows = []
-    for key, target in TARGETS.items():
+    for key, target in TARGETS[precision].items():
         value = head
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if value is not None:
-            rows.append({"target": key, "goal": target, "value": value, "met": value >= target})
+            rows.append({"precision": precision, "target": key, "goal": target, "value": value,
+                         "met": value >= target})
+    return rows
+
+
+def lever_rows(result: dict, levers: dict) -> list[dict]:
+    """One row per lever: its own effect (time without / time with) on each scenario and graph."""
+    rows = []
+    for lever, (before, after, what) in LEVERS.items():
+        scenarios = {name: s["runtimes"][before]["median_ms"] / s["runtimes"][after]["median_ms"]
+                     for name, s in result["scenarios"].items() if before in s["runtimes"] and after in s["runtimes"]}
+        if not scenarios:
+            continue
+        graph_before = "baseline" if lever == "rewrites" else "fp32"
+        graph_after = "fp32" if lever == "rewrites" else ("int8" if lever == "int8" else None)
+        graphs = {}
+        if graph_after:
+            for graph, per_batch in levers.items():
+                for batch, r in per_batch.items():
+                    if graph_before in r and graph_after in r:
+                        graphs.setdefault(graph, {})[batch] = r[graph_before]["median_ms"] / r[graph_after]["median_ms"]
+        rows.append({"lever": lever, "what": what, "without": before, "with": after, "scenarios": scenarios,
+                     "graphs": graphs})
     return rows
 
 
@@ -240,6 +358,10 @@ def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(description="Runtime vs the PyTorch reference procedure, interleaved.")
     parser.add_argument("--preset", default="paper", help="Model preset of the random-init bundle (paper, lite, tiny).")
     parser.add_argument("--bundle", help="Benchmark this bundle instead of exporting a random-init one.")
+    parser.add_argument("--baseline-bundle",
+                        help="With --bundle: the same weights exported without the phase rewrites "
+                        "(mnm.export.export_bundle(..., rewrites=())), for the rewrites lever.")
+    parser.add_argument("--calibrate", help="INT8 calibration images of the exported bundle [default: synthetic].")
     parser.add_argument("--seed", type=int, default=0, help="Weight seed of the exported random-init bundle.")
     parser.add_argument("--repeats", type=int, default=5, help="Interleaved timed repeats per scenario.")
     parser.add_argument("--grid-repeats", type=int, help="Repeats of the 64-image grid [default: --repeats].")
@@ -282,20 +404,19 @@ def main(argv: list[str] | None = None) -> int:
 
         write_results(args.markdown, report, args.json)
     keys = ("single_mix_speedup", "grid_speedup", "img2gif_speedup", "img2gif_fps")
-    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    print(json.dumps({"precision": report["precision"], **{k: report[k] for k in keys},
+                      "fp32": {k: report["fp32"][k] for k in keys}}, indent=2))
     return 0
 
 
 def run(args, command: str) -> dict:
     import torch
-    from peak import cuda_product, details, measure_peak, ort_product
+    from peak import cuda_product, details, measure_int8_peak, measure_peak, ort_product
     from roofline import profile_graph, roofline
 
-    from mnm.config import resolve_config
     from mnm.errors import MnmError
     from mnm.provenance import utc_now
     from mnm.runtime.backends import create
-    from mnm.runtime.bundle import Bundle
     from mnm.runtime.machine import load_average, usable_cores
 
     args.threads = args.threads or usable_cores()
@@ -309,52 +430,61 @@ def run(args, command: str) -> dict:
         print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
 
     with contextlib.ExitStack() as stack:
-        if args.bundle:
-            bundle = Bundle.open(args.bundle)
-        else:
-            from mnm.export import export_random
-
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mnm-compare-"))) / "bundle"
-            log(f"exporting a random-init {args.preset} bundle (seed {args.seed})")
-            export_random(resolve_config(args.preset), folder, seed=args.seed, preset=args.preset)
-            bundle = Bundle.open(folder)
-        modules = torch_modules(bundle)
-        peak_device = "cpu" if args.backend == "ort-cpu" else args.device
-        log(f"measuring the fp32 peak ({peak_device})")
+        bundles = open_bundles(args, stack, log)
+        main = bundles["main"]
+        modules = torch_modules(main)
+        cpu = args.backend == "ort-cpu"
+        peak_device = "cpu" if cpu else args.device
+        log(f"measuring the fp32 peak ({peak_device})" + (" and the int8 peak" if cpu else ""))
         peak = measure_peak(args.peak_size, threads=args.threads, device=peak_device)
+        int8_peak = measure_int8_peak(args.peak_size, threads=args.threads) if cpu else None
         log(f"reference (torch eager, {args.device}) vs runtime ({args.backend}), interleaved")
-        result = compare(bundle, modules, args, log)
+        result = compare(bundles, modules, args, log)
+        log("graph levers: each graph before the rewrites, with them, and in INT8, interleaved")
+        levers = graph_levers(bundles, args)
         log("components: one encoder and the generator, torch eager vs the runtime backend")
-        parts = components(bundle, modules, args)
+        parts = components(main, modules, args)
         log("roofline: every graph at batch 1 and 8, interleaved with the peak's matrix product")
-        backend = create(bundle, args.backend, **_backend_options(args))
-        if peak_device == "cpu":
-            product = ort_product(peak["size"], args.threads)
-        else:
-            product = cuda_product(peak["size"], peak_device)
-        graphs = roofline(bundle, backend, peak, product, (1, 8), args.roofline_repeats, 2)
+        backend = create(main, args.backend, precision="fp32", **_backend_options(args))
+        product = ort_product(peak["size"], args.threads) if peak_device == "cpu" else cuda_product(
+            peak["size"], peak_device)
+        graphs = roofline(main, backend, peak, product, (1, 8), args.roofline_repeats, 2)
         backend.close()
         profile = {}
-        if args.backend == "ort-cpu" and not args.no_profile:
+        if cpu and not args.no_profile:
             log("onnxruntime operator profile of every graph at batch 8")
-            profile = {g: profile_graph(bundle, g, 8, threads=args.threads) for g in bundle.graphs}
-        head = headline(result, graphs)
+            profile = {g: profile_graph(main, g, 8, threads=args.threads) for g in main.graphs}
+        fp32 = headline(result, "fp32", fp32_fractions(graphs))
+        top, precision = fp32, "fp32"
+        if "int8" in result["backends"]:
+            top = headline(result, "int8", int8_fractions(main, levers, int8_peak, fp32["fraction_of_peak"]))
+            precision = "int8"
         report = {
-            **head,
+            **top,
+            "precision": precision,
+            "int8_graphs": sorted(main.graphs_int8) if precision == "int8" else [],
+            "fp32": fp32,
             "format": "mnm-compare-reference",
+            "format_version": 2,
             "created": utc_now(),
             "command": command,
             "preset": None if args.bundle else args.preset,
             "bundle": args.bundle,
-            "config": bundle.config.to_dict(),
-            "source": bundle.manifest.get("source"),
+            "config": main.config.to_dict(),
+            "source": main.manifest.get("source"),
+            "rewrites": main.manifest.get("rewrites"),
             "settings": {"repeats": args.repeats, "grid_repeats": args.grid_repeats, "warmup": args.warmup,
                          "roofline_repeats": args.roofline_repeats, "threads": args.threads,
                          "backend": args.backend, "reference_device": args.device},
             "machine": machine,
-            "targets": check_targets(head) if args.backend == "ort-cpu" else [],
+            "targets": check_targets(fp32, "fp32") + (check_targets(top, "int8") if precision == "int8" else []),
             "peak": peak,
+            "int8_peak": int8_peak,
+            "runtime_backend": result["backends"].get(precision),
             **result,
+            "levers": lever_rows(result, levers),
+            "graph_levers": levers,
+            "int8_quality": main.manifest.get("int8"),
             "components": parts,
             "graphs": graphs,
             "profile": profile,
@@ -363,6 +493,27 @@ def run(args, command: str) -> dict:
         }
     log("done")
     return report
+
+
+def open_bundles(args, stack, log) -> dict:
+    """``main`` (the bundle under test: phase rewrites, INT8 graphs) and ``naive`` (the same weights
+    without the phase rewrites, for the rewrites lever; None when not given with --bundle)."""
+    from mnm.config import resolve_config
+    from mnm.runtime.bundle import Bundle
+
+    if args.bundle:
+        naive = Bundle.open(args.baseline_bundle) if args.baseline_bundle else None
+        return {"main": Bundle.open(args.bundle), "naive": naive}
+    from mnm.export import export_random
+
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mnm-compare-")))
+    cfg = resolve_config(args.preset)
+    log(f"exporting a random-init {args.preset} bundle (seed {args.seed}) without the phase rewrites")
+    export_random(cfg, folder / "naive", seed=args.seed, preset=args.preset, rewrites=())
+    log(f"exporting it with the rewrites and INT8 graphs (calibration: {args.calibrate or 'synthetic'})")
+    export_random(cfg, folder / "main", seed=args.seed, preset=args.preset, int8=args.backend == "ort-cpu",
+                  calibrate=args.calibrate)
+    return {"main": Bundle.open(folder / "main"), "naive": Bundle.open(folder / "naive")}
 
 
 def _backend_options(opts) -> dict:

@@ -14,6 +14,8 @@ not decided here: :mod:`mnm.export.int8_gate` measures it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from pathlib import Path
 
@@ -49,7 +51,7 @@ def quantize(src: Path, dst: Path, samples: list[dict[str, np.ndarray]]) -> None
         def get_next(self):
             return next(self._items, None)
 
-    with tempfile.TemporaryDirectory(prefix="mnm-int8-") as work:
+    with tempfile.TemporaryDirectory(prefix="mnm-int8-") as work, _root_logger_quiet():
         prepared = Path(work) / "prepared.onnx"
         # Shape inference and onnxruntime's basic fusions first, as the quantizer's documentation asks.
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
@@ -61,6 +63,18 @@ def quantize(src: Path, dst: Path, samples: list[dict[str, np.ndarray]]) -> None
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,  # the calibrator keeps per-batch min/max only
         )
+
+
+@contextlib.contextmanager
+def _root_logger_quiet():
+    """The quantizer warns on the root logger (per-channel axes of a BatchNorm): keep the CLI clean."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def calibration_samples(run, graphs: list[str], cfg: ModelConfig, images: np.ndarray,

@@ -61,7 +61,12 @@ def test_int8_graphs_are_written_gated_and_recorded(int8_bundle):
         ops = {node.op_type for node in model.graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops, name
         assert entry["precision"] == "int8" and entry["quality"]["passed"]
-    assert int8["disentangle"] is None or int8["disentangle"]["max_change"] <= 0.02
+    # The default synthetic set has ground truth: mnm eval disentangle ran at fp32 and with the INT8 graphs.
+    dis = int8["disentangle"]
+    assert dis["pairs"] == 300 and set(dis["fp32"]) == set(dis["int8"]) == {"shape_iou", "texture_chi2",
+                                                                           "background_chi2"}
+    assert dis["max_change"] == pytest.approx(max(abs(dis["fp32"][k] - dis["int8"][k]) for k in dis["fp32"]), abs=2e-4)
+    assert dis["max_change"] <= 0.02 and int8["combined"]["passed"]
 
 
 def test_a_graph_failing_its_gate_stays_fp32_and_the_manifest_says_so(int8_bundle):
@@ -144,6 +149,12 @@ def test_compare_measures_psnr_and_the_largest_difference():
     result = compare(a, b)
     assert result["max_abs_diff"] == 10
     assert result["psnr_db"] == pytest.approx(10 * np.log10(255**2 / (100 / a.size)), abs=1e-3)
+
+
+def test_eval_scores_a_bundle_only_where_the_metric_can(int8_bundle, tmp_path):
+    result = run_cli("eval", "clustering", int8_bundle, "--data", tmp_path)
+    assert result.returncode == 2 and "needs the trained networks" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_export_cli_rejects_calibrate_without_int8(tmp_path):
