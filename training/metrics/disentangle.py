@@ -193,21 +193,22 @@ def generate_with_runtime(model: BundleModel, mode: str, xa: np.ndarray, xb: np.
 
     ea, eb = encode(xa), encode(xb)
     if mode == "code":
-        mixed = pipe.generate(ea["z"], ea["b"], ea["c"], z_pose=eb["z"], p=eb["p"])
-        same = pipe.generate(ea["z"], ea["b"], ea["c"], z_pose=ea["z"], p=ea["p"])
+        out = {"model": _outputs(pipe.generate(ea["z"], ea["b"], ea["c"], z_pose=eb["z"], p=eb["p"]))}
+        same = lambda: pipe.generate(ea["z"], ea["b"], ea["c"], z_pose=ea["z"], p=ea["p"])  # noqa: E731
     else:
-        mixed = pipe.generate(ea["z"], ea["b"], ea["c"], shape_feature=shape(xb))
-        same = pipe.generate(ea["z"], ea["b"], ea["c"], shape_feature=shape(xa))
-    out = {"model": _outputs(mixed), "swap_nothing": _outputs(same)}
-    if random_codes is not None:
+        out = {"model": _outputs(pipe.generate(ea["z"], ea["b"], ea["c"], shape_feature=shape(xb)))}
+        same = lambda: pipe.generate(ea["z"], ea["b"], ea["c"], shape_feature=shape(xa))  # noqa: E731
+    if random_codes is not None:  # the baselines
         rc = random_codes
+        out["swap_nothing"] = _outputs(same())
         out["random_codes"] = _outputs(pipe.generate(rc.z, rc.b, rc.c, z_pose=rc.z, p=rc.p))
     return out
 
 
 @torch.no_grad()
 def generate(model: Model, mode: str, xa: torch.Tensor, xb: torch.Tensor, random_codes: Codes) -> dict:
-    """C for each pair from the model and from the two generated baselines: {name: (images, masks)}."""
+    """C for each pair from the model and (``random_codes`` given) from the two generated baselines:
+    {name: (images, masks)}."""
     if isinstance(model, BundleModel):
         return generate_with_runtime(model, mode, xa.numpy(), xb.numpy(), random_codes)
     g, dev = model.generator, model.device
@@ -215,13 +216,14 @@ def generate(model: Model, mode: str, xa: torch.Tensor, xb: torch.Tensor, random
     ea, eb = encode(model.encoders, xa), encode(model.encoders, xb)
     if mode == "code":
         mixed = g(ea["z"], ea["b"], eb["p"], ea["c"], z_pose=eb["z"])
-        same = g(ea["z"], ea["b"], ea["p"], ea["c"])
+        same = lambda: g(ea["z"], ea["b"], ea["p"], ea["c"])  # noqa: E731
     else:
         background = g.background(ea["z"], ea["b"])
         mixed = g.child(model.extractor(xb), ea["c"], background)
-        same = g.child(model.extractor(xa), ea["c"], background)
-    out = {"model": _outputs(mixed), "swap_nothing": _outputs(same)}
-    if random_codes is not None:
+        same = lambda: g.child(model.extractor(xa), ea["c"], background)  # noqa: E731
+    out = {"model": _outputs(mixed)}
+    if random_codes is not None:  # the baselines
+        out["swap_nothing"] = _outputs(same())
         out["random_codes"] = _outputs(g(*(torch.from_numpy(getattr(random_codes, k)).to(dev) for k in "zbpc")))
     return out
 
