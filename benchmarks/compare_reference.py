@@ -29,32 +29,16 @@ import contextlib
 import json
 import shlex
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from levers import backend_options, graph_levers, int8_fractions, lever_rows, open_bundles, variant_pipelines
 
 TARGETS = {  # the issue's targets on the 2-core CPU, paper preset, onnxruntime CPU, per precision
     "fp32": {"single_mix_speedup": 8.0, "grid_speedup": 20.0, "img2gif_speedup": 8.0,
              "fraction_of_peak.g_child.8": 0.6},
     "int8": {"single_mix_speedup": 10.0, "grid_speedup": 25.0, "img2gif_speedup": 10.0},
 }
-# The runtime variants timed against the reference, each adding one lever to the one before:
-# name -> (bundle, concurrent graph runs, precision). "baseline" is the runtime before these levers.
-VARIANTS = {
-    "baseline": ("naive", False, "fp32"),
-    "rewrites": ("main", False, "fp32"),
-    "fp32": ("main", True, "fp32"),
-    "int8": ("main", True, "auto"),
-}
-LEVERS = {  # lever -> (variant without it, variant with it, what it is)
-    "rewrites": ("baseline", "rewrites", "exact export rewrites: upBlocks and ConvTranspose as four 2x2 phase convs"),
-    "concurrent": ("rewrites", "fp32", "independent graph runs of a request side by side"),
-    "int8": ("fp32", "int8", "INT8 graphs where they passed their quality gate"),
-}
-
-
 def reference_procedures(modules, inputs, cfg, device: str = "cpu") -> dict:
     """Scenario name → callable running the PyTorch reference procedure on ``inputs``
     (``mnm.runtime.bench.ScenarioInputs``); each returns uint8 images like the runtime (which
@@ -156,20 +140,6 @@ def _max_abs_diff_images(name: str, a, b) -> int:
     return int(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max())
 
 
-def variant_pipelines(bundles: dict, opts) -> dict:
-    """One Pipeline per runtime variant whose bundle is there (int8: only with INT8 graphs, on the CPU)."""
-    from mnm.runtime.pipeline import Pipeline
-
-    out = {}
-    for name, (which, concurrent, precision) in VARIANTS.items():
-        bundle = bundles.get(which)
-        if bundle is None or (name == "int8" and (not bundle.graphs_int8 or opts.backend != "ort-cpu")):
-            continue
-        out[name] = Pipeline(bundle, backend=opts.backend, concurrent=concurrent, precision=precision,
-                             **_backend_options(opts))
-    return out
-
-
 def compare(bundles: dict, modules, opts, log) -> dict:
     """Interleaved timings of every scenario: the reference and every runtime variant, with ratios.
 
@@ -208,32 +178,6 @@ def compare(bundles: dict, modules, opts, log) -> dict:
     return result
 
 
-def graph_levers(bundles: dict, opts, batches=(1, 8)) -> dict:
-    """Per graph and batch, interleaved: the graph as exported before the rewrites (baseline), with
-    them (fp32), and in INT8 where it passed its gate: each graph-level lever in one measurement."""
-    from mnm.runtime.backends import create
-    from mnm.runtime.bench import graph_inputs, interleaved, summarize
-
-    main = bundles["main"]
-    backends = {"fp32": create(main, opts.backend, precision="fp32", **_backend_options(opts))}
-    if bundles.get("naive") is not None:
-        backends["baseline"] = create(bundles["naive"], opts.backend, precision="fp32", **_backend_options(opts))
-    if main.graphs_int8 and opts.backend == "ort-cpu":
-        backends["int8"] = create(main, opts.backend, precision="int8", **_backend_options(opts))
-    out = {}
-    for graph in main.graphs:
-        out[graph] = {}
-        for batch in batches:
-            feeds = graph_inputs(main, graph, batch, np.random.default_rng(batch))
-            fns = {name: (lambda b=b, g=graph, f=feeds: b.run(g, f)) for name, b in backends.items()
-                   if name != "int8" or graph in main.graphs_int8}
-            times = interleaved(fns, opts.roofline_repeats, 2)
-            out[graph][str(batch)] = {name: summarize(t, batch) for name, t in times.items()}
-    for backend in backends.values():
-        backend.close()
-    return out
-
-
 def components(bundle, modules, opts) -> dict:
     """Batch-1 latency of one encoder and of the whole generator, torch eager vs the runtime's
     backend: the backend's share of the speed-up, apart from what caching saves."""
@@ -243,7 +187,7 @@ def components(bundle, modules, opts) -> dict:
     from mnm.runtime.bench import graph_inputs, interleaved, summarize
 
     generator, encoders, _ = modules
-    backend = create(bundle, opts.backend, precision="fp32", **_backend_options(opts))
+    backend = create(bundle, opts.backend, precision="fp32", **backend_options(opts))
     rng = np.random.default_rng(0)
     enc_feeds = graph_inputs(bundle, "enc_z", 1, rng)
     z = graph_inputs(bundle, "g_background", 1, rng)
@@ -306,20 +250,6 @@ def fp32_fractions(graphs: dict) -> dict:
     return {g: {b: r["fraction_of_peak"] for b, r in entry["batches"].items()} for g, entry in graphs.items()}
 
 
-def int8_fractions(bundle, levers: dict, int8_peak: dict, fp32: dict) -> dict:
-    """Fraction of peak per graph as the int8 variant runs it: INT8 graphs against the measured
-    uint8 x int8 product (2 ops per multiply-accumulate), the others as in the fp32 roofline."""
-    out = {}
-    for graph, per_batch in fp32.items():
-        if graph not in bundle.graphs_int8:
-            out[graph] = per_batch
-            continue
-        macs = bundle.graphs[graph].macs_per_image
-        out[graph] = {b: 2 * macs * int(b) / (levers[graph][b]["int8"]["median_ms"] / 1e3) / 1e9
-                      / int8_peak["peak_gflops"] for b in per_batch}
-    return out
-
-
 def check_targets(head: dict, precision: str) -> list[dict]:
     """Each target of ``precision`` with the measured value and whether it was met."""
     rows = []
@@ -330,27 +260,6 @@ def check_targets(head: dict, precision: str) -> list[dict]:
         if value is not None:
             rows.append({"precision": precision, "target": key, "goal": target, "value": value,
                          "met": value >= target})
-    return rows
-
-
-def lever_rows(result: dict, levers: dict) -> list[dict]:
-    """One row per lever: its own effect (time without / time with) on each scenario and graph."""
-    rows = []
-    for lever, (before, after, what) in LEVERS.items():
-        scenarios = {name: s["runtimes"][before]["median_ms"] / s["runtimes"][after]["median_ms"]
-                     for name, s in result["scenarios"].items() if before in s["runtimes"] and after in s["runtimes"]}
-        if not scenarios:
-            continue
-        graph_before = "baseline" if lever == "rewrites" else "fp32"
-        graph_after = "fp32" if lever == "rewrites" else ("int8" if lever == "int8" else None)
-        graphs = {}
-        if graph_after:
-            for graph, per_batch in levers.items():
-                for batch, r in per_batch.items():
-                    if graph_before in r and graph_after in r:
-                        graphs.setdefault(graph, {})[batch] = r[graph_before]["median_ms"] / r[graph_after]["median_ms"]
-        rows.append({"lever": lever, "what": what, "without": before, "with": after, "scenarios": scenarios,
-                     "graphs": graphs})
     return rows
 
 
@@ -445,7 +354,7 @@ def run(args, command: str) -> dict:
         log("components: one encoder and the generator, torch eager vs the runtime backend")
         parts = components(main, modules, args)
         log("roofline: every graph at batch 1 and 8, interleaved with the peak's matrix product")
-        backend = create(main, args.backend, precision="fp32", **_backend_options(args))
+        backend = create(main, args.backend, precision="fp32", **backend_options(args))
         product = ort_product(peak["size"], args.threads) if peak_device == "cpu" else cuda_product(
             peak["size"], peak_device)
         graphs = roofline(main, backend, peak, product, (1, 8), args.roofline_repeats, 2)
@@ -493,32 +402,6 @@ def run(args, command: str) -> dict:
         }
     log("done")
     return report
-
-
-def open_bundles(args, stack, log) -> dict:
-    """``main`` (the bundle under test: phase rewrites, INT8 graphs) and ``naive`` (the same weights
-    without the phase rewrites, for the rewrites lever; None when not given with --bundle)."""
-    from mnm.config import resolve_config
-    from mnm.runtime.bundle import Bundle
-
-    if args.bundle:
-        naive = Bundle.open(args.baseline_bundle) if args.baseline_bundle else None
-        return {"main": Bundle.open(args.bundle), "naive": naive}
-    from mnm.export import export_random
-
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mnm-compare-")))
-    cfg = resolve_config(args.preset)
-    log(f"exporting a random-init {args.preset} bundle (seed {args.seed}) without the phase rewrites")
-    export_random(cfg, folder / "naive", seed=args.seed, preset=args.preset, rewrites=())
-    log(f"exporting it with the rewrites and INT8 graphs (calibration: {args.calibrate or 'synthetic'})")
-    export_random(cfg, folder / "main", seed=args.seed, preset=args.preset, int8=args.backend == "ort-cpu",
-                  calibrate=args.calibrate)
-    return {"main": Bundle.open(folder / "main"), "naive": Bundle.open(folder / "naive")}
-
-
-def _backend_options(opts) -> dict:
-    """torch and onnxruntime CPU get the same thread count."""
-    return {"threads": opts.threads} if opts.backend.startswith("ort") else {}
 
 
 if __name__ == "__main__":
