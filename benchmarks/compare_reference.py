@@ -6,10 +6,10 @@
     frame and the static image (nothing cached). Both sides use the same networks, so the
     joint-conv rewrite of DESIGN §4 is in both.
 (b) The runtime is ``mnm.runtime.Pipeline`` on onnxruntime CPU: encoders only for the codes a
-    request needs, each reference once, cached stages, g_child per combination; in four variants,
-    each adding one lever (``VARIANTS``): the baseline (graphs without the phase rewrites of
-    docs/export-rewrites.md, run one after another), + rewrites, + concurrent graph runs (the
-    fp32 result), + INT8 graphs where they passed their gate (docs/int8.md).
+    request needs, each reference once, cached stages, g_child per combination; in the four
+    variants of ``levers.py``: the baseline (graphs without the phase rewrites of
+    docs/export-rewrites.md), fp32 (with them), concurrent (fp32 with independent graph runs side
+    by side) and int8 (fp32 with the INT8 graphs that passed their gate, docs/int8.md).
 
 Each scenario alternates (a) and every variant of (b) every repeat after warm-up, so all see the
 same machine load; the reported ratios are of medians, and each lever's own effect is the ratio of
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, command: str) -> dict:
     import torch
-    from peak import cuda_product, details, measure_int8_peak, measure_peak, ort_product
+    from peak import cuda_product, details, measure_int8_peak, measure_peak, ort_int8_product, ort_product
     from roofline import profile_graph, roofline
 
     from mnm.errors import MnmError
@@ -350,7 +350,7 @@ def run(args, command: str) -> dict:
         log(f"reference (torch eager, {args.device}) vs runtime ({args.backend}), interleaved")
         result = compare(bundles, modules, args, log)
         log("graph levers: each graph before the rewrites, with them, and in INT8, interleaved")
-        levers = graph_levers(bundles, args)
+        levers = graph_levers(bundles, args, ort_int8_product(args.peak_size, args.threads) if cpu else None)
         log("components: one encoder and the generator, torch eager vs the runtime backend")
         parts = components(main, modules, args)
         log("roofline: every graph at batch 1 and 8, interleaved with the peak's matrix product")

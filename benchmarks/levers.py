@@ -1,10 +1,10 @@
 """The levers of the CPU speed work, measured one by one in ``compare_reference.py``'s run.
 
-Four runtime variants each add one lever to the one before (``VARIANTS``): the baseline (graphs
-exported without the phase rewrites of docs/export-rewrites.md, run one after another), + the
-rewrites, + independent graph runs side by side, + INT8 graphs where they passed their gate
-(docs/int8.md). A lever's own effect is the ratio of the variants without and with it, timed in
-the same interleaved run; ``graph_levers`` does the same per graph.
+Four runtime variants (``VARIANTS``): the baseline (graphs exported without the phase rewrites of
+docs/export-rewrites.md), fp32 (with them: the runtime's fp32 default), concurrent (fp32 with
+independent graph runs side by side) and int8 (fp32 with the INT8 graphs that passed their gate,
+docs/int8.md). A lever's own effect is the ratio of the variants without and with it (``LEVERS``),
+timed in the same interleaved run; ``graph_levers`` does the same per graph.
 """
 
 from __future__ import annotations
@@ -14,19 +14,22 @@ from pathlib import Path
 
 import numpy as np
 
-# The runtime variants timed against the reference, each adding one lever to the one before:
-# name -> (bundle, concurrent graph runs, precision). "baseline" is the runtime before these levers.
+# The runtime variants timed against the reference: name -> (bundle, concurrent graph runs, precision).
+# "baseline" is the runtime before these levers; "fp32" and "int8" are the runtime's defaults.
 VARIANTS = {
     "baseline": ("naive", False, "fp32"),
-    "rewrites": ("main", False, "fp32"),
-    "fp32": ("main", True, "fp32"),
-    "int8": ("main", True, "auto"),
+    "fp32": ("main", False, "fp32"),
+    "concurrent": ("main", True, "fp32"),
+    "int8": ("main", False, "auto"),
 }
 LEVERS = {  # lever -> (variant without it, variant with it, what it is)
-    "rewrites": ("baseline", "rewrites", "exact export rewrites: upBlocks and ConvTranspose as four 2x2 phase convs"),
-    "concurrent": ("rewrites", "fp32", "independent graph runs of a request side by side"),
+    "rewrites": ("baseline", "fp32", "exact export rewrites: upBlocks and ConvTranspose as four 2x2 phase convs"),
+    "concurrent": ("fp32", "concurrent", "independent graph runs of a request side by side"),
     "int8": ("fp32", "int8", "INT8 graphs where they passed their quality gate"),
 }
+
+
+GRAPH_LEVERS = ("rewrites", "int8")  # the levers that change single graphs (graph_levers measures them)
 
 
 def variant_pipelines(bundles: dict, opts) -> dict:
@@ -43,9 +46,11 @@ def variant_pipelines(bundles: dict, opts) -> dict:
     return out
 
 
-def graph_levers(bundles: dict, opts, batches=(1, 8)) -> dict:
+def graph_levers(bundles: dict, opts, int8_product=None, batches=(1, 8)) -> dict:
     """Per graph and batch, interleaved: the graph as exported before the rewrites (baseline), with
-    them (fp32), and in INT8 where it passed its gate: each graph-level lever in one measurement."""
+    them (fp32), and in INT8 where it passed its gate: each graph-level lever in one measurement.
+    ``int8_product`` (the INT8 peak's matrix product) runs alongside the INT8 graphs, so their
+    fraction of peak is taken against the peak the machine gave at that moment too."""
     from mnm.runtime.backends import create
     from mnm.runtime.bench import graph_inputs, interleaved, summarize
 
@@ -62,8 +67,14 @@ def graph_levers(bundles: dict, opts, batches=(1, 8)) -> dict:
             feeds = graph_inputs(main, graph, batch, np.random.default_rng(batch))
             fns = {name: (lambda b=b, g=graph, f=feeds: b.run(g, f)) for name, b in backends.items()
                    if name != "int8" or graph in main.graphs_int8}
+            if "int8" in fns and int8_product is not None:
+                fns["int8_product"] = int8_product
             times = interleaved(fns, opts.roofline_repeats, 2)
+            product = times.pop("int8_product", None)
             out[graph][str(batch)] = {name: summarize(t, batch) for name, t in times.items()}
+            if product is not None:
+                seconds = summarize(product)["median_ms"] / 1e3
+                out[graph][str(batch)]["int8_peak_alongside_gflops"] = 2 * opts.peak_size**3 / seconds / 1e9
     for backend in backends.values():
         backend.close()
     return out
@@ -71,15 +82,19 @@ def graph_levers(bundles: dict, opts, batches=(1, 8)) -> dict:
 
 def int8_fractions(bundle, levers: dict, int8_peak: dict, fp32: dict) -> dict:
     """Fraction of peak per graph as the int8 variant runs it: INT8 graphs against the measured
-    uint8 x int8 product (2 ops per multiply-accumulate), the others as in the fp32 roofline."""
+    uint8 x int8 product (2 ops per multiply-accumulate; the higher of the peak up front and the one
+    alongside), the others as in the fp32 roofline."""
     out = {}
     for graph, per_batch in fp32.items():
         if graph not in bundle.graphs_int8:
             out[graph] = per_batch
             continue
         macs = bundle.graphs[graph].macs_per_image
-        out[graph] = {b: 2 * macs * int(b) / (levers[graph][b]["int8"]["median_ms"] / 1e3) / 1e9
-                      / int8_peak["peak_gflops"] for b in per_batch}
+        out[graph] = {}
+        for b in per_batch:
+            r = levers[graph][b]
+            peak = max(int8_peak["peak_gflops"], r.get("int8_peak_alongside_gflops") or 0.0)
+            out[graph][b] = 2 * macs * int(b) / (r["int8"]["median_ms"] / 1e3) / 1e9 / peak
     return out
 
 
@@ -91,8 +106,7 @@ def lever_rows(result: dict, levers: dict) -> list[dict]:
                      for name, s in result["scenarios"].items() if before in s["runtimes"] and after in s["runtimes"]}
         if not scenarios:
             continue
-        graph_before = "baseline" if lever == "rewrites" else "fp32"
-        graph_after = "fp32" if lever == "rewrites" else ("int8" if lever == "int8" else None)
+        graph_before, graph_after = (before, after) if lever in GRAPH_LEVERS else (None, None)
         graphs = {}
         if graph_after:
             for graph, per_batch in levers.items():

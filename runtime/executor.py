@@ -5,11 +5,12 @@
 are cached on the bytes of their inputs, and each (encoder, reference) code likewise. Only
 ``g_child`` runs per combination. Every graph runs in batches of at most ``max_batch`` images.
 
-Independent graph runs of one request go side by side (``concurrent=True``): the encoders of
-different references, and ``g_background`` beside ``g_parent`` or ``extractor``. Each run keeps its
-backend's intra-op threads; on 2 cores at batch 1 that measured faster than running them one after
-the other, because no batch-1 graph keeps both cores busy all the time (benchmarks/RESULTS.md,
-"Levers").
+With ``concurrent=True`` independent graph runs of one request go side by side: the encoders of
+different references, and ``g_background`` beside ``g_parent`` or ``extractor``, each with its
+backend's intra-op threads. It is off by default: on this project's 2-core CPU at batch 1 it
+measured no faster than one run after the other with both cores in each run, and slower on a busy
+machine, where the extra threads fight (benchmarks/RESULTS.md, "Levers"). A machine with more
+cores than one graph keeps busy may gain from it: ``benchmarks/compare_reference.py`` measures it.
 
 Thread safety: backends' ``run`` is thread-safe, the caches and the counters take a lock for each
 access, and graphs run outside those locks. Two threads that miss the same cache entry at once
@@ -37,7 +38,7 @@ class Executor:
     """The graph runs behind a ``Pipeline``: ``backend`` runs graphs of ``bundle`` in chunks of ``max_batch``."""
 
     def __init__(self, bundle: Bundle, backend, max_batch: int = DEFAULT_MAX_BATCH,
-                 cache_size: int = DEFAULT_CACHE_SIZE, concurrent: bool = True):
+                 cache_size: int = DEFAULT_CACHE_SIZE, concurrent: bool = False):
         if max_batch < 1:
             raise MnmError(f"max_batch must be at least 1, got {max_batch}")
         self.bundle, self.backend, self.max_batch = bundle, backend, max_batch

@@ -44,7 +44,7 @@ class Pipeline:
     ``bundle`` is a ``Bundle`` or a bundle folder; ``backend`` a name (see
     ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend
     (``precision``: auto, fp32, fp16 or int8; ``threads``...). ``concurrent`` runs independent
-    graphs of a request side by side (see ``mnm.runtime.executor``).
+    graphs of a request side by side (off by default; see ``mnm.runtime.executor``).
     """
 
     def __init__(
@@ -53,7 +53,7 @@ class Pipeline:
         backend="auto",
         max_batch: int = DEFAULT_MAX_BATCH,
         cache_size: int = DEFAULT_CACHE_SIZE,
-        concurrent: bool = True,
+        concurrent: bool = False,
         **backend_options,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
