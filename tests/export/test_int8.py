@@ -56,6 +56,8 @@ def test_int8_graphs_are_written_gated_and_recorded(int8_bundle):
         assert {"psnr_db", "max_abs_diff", "gate", "passed", "precision"} <= set(record), name
         assert record["precision"] == ("int8" if name in manifest["graphs_int8"] else "fp32")
         assert record["passed"] == Gate(**record["gate"]).passes(record)
+    checked = {path for path, _ in Bundle.open(int8_bundle).files()}  # every INT8 file's sha256 is verified
+    assert {int8_bundle / e["file"] for e in manifest["graphs_int8"].values()} <= checked
     for name, entry in manifest["graphs_int8"].items():
         model = onnx.load(str(int8_bundle / entry["file"]))
         ops = {node.op_type for node in model.graph.node}
