@@ -1,9 +1,10 @@
-# The two set-up commands of README.md: `make demo` (the main job) and `make test` (the tests).
+# The two set-up commands of README.md: `make demo` (the main job) and `make test` (the tests);
+# `make cpp` builds the C API and the C++ examples into build/cpp (README "C and C++").
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint
+.PHONY: venv demo test lint cpp
 
 $(BIN)/mnm: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,3 +22,6 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+cpp: venv
+	$(BIN)/python -m mnm.runtime.capi.build --out build/cpp

@@ -12,11 +12,14 @@ Decisions (also recorded in the bundle manifest's ``normalization``):
 - CMYK uses Pillow's conversion (Adobe-inverted JPEGs handled, R = (255 - C)(255 - K) / 255);
   embedded ICC profiles are not applied;
 - EXIF orientation is applied; GIF, APNG and multi-page TIFF give their first frame;
-- without a box, the reference is the largest centred square (a plain resize would distort).
+- without a box, the reference is the largest centred square (``fit="crop"``, a plain resize would
+  distort); ``fit="squash"`` resizes the whole image to S x S as the MixNMatch authors' evaluation
+  does (PIL bilinear, like torchvision's ``Resize((S, S))``), to reproduce their inputs exactly.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -27,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnm.atomic import atomic_path
+from mnm.atomic import write_bytes
 from mnm.errors import MnmError
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -42,7 +45,14 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
 _SAVE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 _LOSSY_QUALITY = 95
 
+FITS = ("crop", "squash")
+"""How a reference without a box becomes square: the centred square, or the whole image resized."""
+
 ImageSource = str | os.PathLike | np.ndarray
+
+
+class ImageTooLarge(MnmError):
+    """An image with more pixels than the decoding limit (a server answers it with 413, not 422)."""
 
 
 def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -67,35 +77,50 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         raise MnmError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     if empty:
         raise MnmError(f"{path}: empty file (0 bytes), not an image")
+    return _open_decoded(path, path, max_pixels)
+
+
+def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An image file's bytes (an upload) → H x W x 3 uint8 RGB, with every check of ``load_image``.
+
+    ``name`` stands for the file in error messages (say, the form field and the uploaded file name).
+    """
+    if not data:
+        raise MnmError(f"{name}: empty file (0 bytes), not an image")
+    return _open_decoded(io.BytesIO(data), name, max_pixels)
+
+
+def _open_decoded(source: Path | io.BytesIO, name, max_pixels: int) -> np.ndarray:
+    """Open ``source``, refuse it before decoding if it has more than ``max_pixels``, decode to RGB."""
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's warning; its hard error is still caught.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
     except PermissionError:
-        raise MnmError(f"{path}: cannot read the file (permission denied)") from None
+        raise MnmError(f"{name}: cannot read the file (permission denied)") from None
     except Image.DecompressionBombError as exc:
-        raise MnmError(f"{path}: image too large to decode: {exc} (limit {max_pixels:,} pixels)") from None
+        raise ImageTooLarge(f"{name}: image too large to decode: {exc} (limit {max_pixels:,} pixels)") from None
     except UnidentifiedImageError:
-        raise MnmError(f"{path}: not a recognised image (PNG, JPEG, WebP, BMP, GIF or TIFF)") from None
+        raise MnmError(f"{name}: not a recognised image (PNG, JPEG, WebP, BMP, GIF or TIFF)") from None
     except OSError as exc:
-        raise MnmError(f"{path}: cannot read the file ({exc})") from None
+        raise MnmError(f"{name}: cannot read the file ({exc})") from None
     except _DECODE_ERRORS as exc:  # a damaged header some plugin claims (e.g. a truncated PNG IHDR chunk)
-        raise MnmError(f"{path}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
+        raise MnmError(f"{name}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
     with image:
         width, height = image.size
         if width * height > max_pixels:
-            raise MnmError(
-                f"{path}: image is {width}x{height} ({width * height:,} pixels), over the limit of "
+            raise ImageTooLarge(
+                f"{name}: image is {width}x{height} ({width * height:,} pixels), over the limit of "
                 f"{max_pixels:,} pixels"
             )
         try:
-            return _decode_rgb(image, path)
+            return _decode_rgb(image, name)
         except _DECODE_ERRORS as exc:
-            raise MnmError(f"{path}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
+            raise MnmError(f"{name}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
 
 
-def _decode_rgb(image: Image.Image, path: Path) -> np.ndarray:
+def _decode_rgb(image: Image.Image, path) -> np.ndarray:
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode == "F":
@@ -213,23 +238,37 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def prepare_reference(
-    source: ImageSource, size: int, box=None, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: ImageSource, size: int, box=None, max_pixels: int = DEFAULT_MAX_PIXELS, fit: str = "crop"
 ) -> np.ndarray:
     """THE preprocessing of training and the runtime: load, crop, resize, normalise -> 3 x S x S float32.
 
-    With a pixel box ``(x, y, w, h)`` the crop is ``object_crop_box``; without one it is the
-    largest centred square of the image.
+    With a pixel box ``(x, y, w, h)`` the crop is ``object_crop_box``. Without one, ``fit`` decides:
+    ``crop`` takes the largest centred square, ``squash`` the whole image resized to S x S.
     """
+    check_fit(fit)
     image = load_image(source, max_pixels=max_pixels)
     height, width = image.shape[:2]
-    if box is None:
-        side = min(width, height)
-        x0, y0 = (width - side) // 2, (height - side) // 2
-        crop = (x0, y0, x0 + side, y0 + side)
-    else:
+    if box is not None:
         name = "image array" if isinstance(source, np.ndarray) else str(source)
-        crop = object_crop_box(box, width, height, source=name)
-    return to_model_input(crop_resize(image, crop, size))
+        return to_model_input(crop_resize(image, object_crop_box(box, width, height, source=name), size))
+    if fit == "squash":
+        return to_model_input(squash_resize(image, size))
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return to_model_input(crop_resize(image, (x0, y0, x0 + side, y0 + side), size))
+
+
+def squash_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """The whole image resized to ``size`` x ``size`` with Pillow's bilinear filter: what the
+    MixNMatch evaluation code's ``transforms.Resize((S, S))`` does to a PIL image."""
+    image = _check_rgb(image, "image array")
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def check_fit(fit: str) -> str:
+    if fit not in FITS:
+        raise MnmError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    return fit
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -242,9 +281,16 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
             f"{path}: cannot tell the image format from the extension {path.suffix!r}; "
             "use .png, .jpg, .webp, .bmp, .tif or .gif"
         )
-    options = {"quality": _LOSSY_QUALITY} if fmt in ("JPEG", "WEBP") else {}
     try:
-        with atomic_path(path) as tmp:
-            Image.fromarray(image).save(tmp, format=fmt, **options)
+        write_bytes(path, encode_image(image, fmt))
     except OSError as exc:
         raise MnmError(f"{path}: cannot write the image ({exc.strerror or exc})") from None
+
+
+def encode_image(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    """An H x W x 3 uint8 RGB image as the bytes of a ``fmt`` file (PNG, JPEG, WEBP...), as ``save_image`` writes."""
+    image = _check_rgb(image, "image to encode")
+    options = {"quality": _LOSSY_QUALITY} if fmt in ("JPEG", "WEBP") else {}
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **options)
+    return buffer.getvalue()

@@ -22,9 +22,9 @@ _LAZY = {
     "Factor": "mnm.runtime.requests",
     "parse_factor": "mnm.runtime.requests",
     "create_backend": "mnm.runtime.backends",
-    "available_backends": "mnm.runtime.backends",
+    "probe_backends": "mnm.runtime.backends",
 }
-_RENAMED = {"create_backend": "create", "available_backends": "available"}
+_RENAMED = {"create_backend": "create", "probe_backends": "probe"}
 
 __all__ = sorted(_LAZY)
 

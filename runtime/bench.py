@@ -190,26 +190,42 @@ def scenarios(pipeline, inputs: ScenarioInputs) -> dict[str, Scenario]:
 # --- mnm bench ----------------------------------------------------------------------------------
 
 
-def backend_names(requested: list[str], bundle) -> tuple[list[str], dict[str, str]]:
-    """Expand ``all`` into every backend that can start here for ``bundle`` (with the others'
-    reasons), keep the rest."""
-    from mnm.runtime.backends import NAMES, available
+def backend_names(requested: list[str]) -> list[tuple[str, bool]]:
+    """``(name, optional)`` pairs: ``all`` expands into every backend, fastest first, each optional
+    (one that does not start is skipped with its reason); a named one must start."""
+    from mnm.runtime.backends import AUTO_ORDER, NAMES
 
-    names, skipped = [], {}
+    names: dict[str, bool] = {}
     for name in requested:
         if name == "all":
-            for candidate, reason in available(bundle).items():
-                if reason:
-                    skipped[candidate] = reason
-                elif candidate not in names:
-                    names.append(candidate)
-        elif name not in names:
-            if name not in (*NAMES, "auto"):
-                raise MnmError(f"unknown backend {name!r}; choose auto, all, {', '.join(NAMES)}")
-            names.append(name)
-    if not names:
+            for candidate in AUTO_ORDER:
+                names.setdefault(candidate, True)
+        elif name in (*NAMES, "auto"):
+            names[name] = False
+        else:
+            raise MnmError(f"unknown backend {name!r}; choose auto, all, {', '.join(NAMES)}")
+    return list(names.items())
+
+
+def start_pipelines(bundle, requested: list[str], precision: str = "auto") -> tuple[dict, dict[str, str]]:
+    """A pipeline per backend that starts (created for real, as ``--backend auto`` would), and why
+    each optional one did not."""
+    from mnm.runtime.backends import BackendUnavailable, start
+    from mnm.runtime.pipeline import Pipeline
+
+    pipelines, skipped = {}, {}
+    for name, optional in backend_names(requested):
+        if not optional:
+            pipeline = Pipeline(bundle, backend=name, precision=precision)
+            pipelines[pipeline.backend.name if name == "auto" else name] = pipeline
+            continue
+        try:
+            pipelines[name] = Pipeline(bundle, backend=start(bundle, name, precision=precision))
+        except BackendUnavailable as exc:
+            skipped[name] = str(exc)
+    if not pipelines:
         raise MnmError("no backend to benchmark: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return names, skipped
+    return pipelines, skipped
 
 
 def run_bench(
@@ -227,18 +243,17 @@ def run_bench(
     """
     from mnm.progress import track
     from mnm.runtime.bundle import Bundle
-    from mnm.runtime.pipeline import Pipeline
 
     if not batches or any(b < 1 for b in batches):
         raise MnmError(f"batch sizes must be positive integers, got {list(batches)}")
     if repeats < 1 or warmup < 0:
         raise MnmError(f"--repeats must be at least 1 and --warmup at least 0 (got {repeats}, {warmup})")
     bundle = Bundle.open(bundle_path)
-    names, skipped = backend_names(list(backends), bundle)
+    pipelines, skipped = start_pipelines(bundle, list(backends), precision)
     cfg = bundle.config
     inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
     n_scenarios = 2 + len(bundle.modes)
-    total = len(names) * repeats * (len(bundle.graphs) * len(batches) + n_scenarios)
+    total = len(pipelines) * repeats * (len(bundle.graphs) * len(batches) + n_scenarios)
     report = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -251,11 +266,11 @@ def run_bench(
                      "precision": precision},
         "machine": machine.details(),
         "skipped_backends": skipped,
+        "auto_skipped": {name: p.backend.skipped for name, p in pipelines.items() if getattr(p.backend, "skipped", [])},
         "backends": {},
     }
     with (progress or (lambda n: track(total=n, desc="bench", unit="run")))(total) as bar:
-        for name in names:
-            pipeline = Pipeline(bundle, backend=name, precision=precision)
+        for name, pipeline in pipelines.items():
             backend = pipeline.backend
             entry = {"backend": backend.name, "description": backend.description, "graphs": {}, "scenarios": {}}
             for graph in bundle.graphs:
@@ -269,7 +284,7 @@ def run_bench(
                 runs = {g: n // (repeats + warmup) for g, n in pipeline.counters.snapshot()["runs"].items()}
                 entry["scenarios"][scenario.name] = {**summarize(times, scenario.images), "graph_runs_per_call": runs}
             pipeline.close()
-            report["backends"][backend.name if name == "auto" else name] = entry
+            report["backends"][name] = entry
     return report
 
 

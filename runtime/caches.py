@@ -37,19 +37,28 @@ class Counters:
 
 
 class Lru:
-    """A bounded mapping with least-recently-used eviction, under a lock."""
+    """A bounded mapping with least-recently-used eviction, under a lock; counts hits and misses."""
 
     def __init__(self, size: int):
         self.size = size
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self.hits = self.misses = 0
 
     def get(self, key):
         with self._lock:
             value = self._data.get(key)
-            if value is not None:
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
                 self._data.move_to_end(key)
             return value
+
+    def stats(self) -> dict[str, int]:
+        """Lookups that hit and missed, entries held and the bound (a server's metrics report them)."""
+        with self._lock:
+            return {"hits": self.hits, "misses": self.misses, "entries": len(self._data), "size": self.size}
 
     def put(self, key, value) -> None:
         with self._lock:

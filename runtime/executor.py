@@ -57,6 +57,11 @@ class Executor:
         for cache in (self._codes, self._backgrounds, self._features):
             cache.clear()
 
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Hits, misses and entries of each cache: codes, backgrounds, shape features."""
+        return {"codes": self._codes.stats(), "backgrounds": self._backgrounds.stats(),
+                "shape_features": self._features.stats()}
+
     def close(self) -> None:
         self.clear_caches()
         if self._pool is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mnm.errors import MnmError
-from mnm.imaging import prepare_reference, to_uint8
+from mnm.imaging import check_fit, prepare_reference, to_uint8
 from mnm.runtime import grid as grid_layout
 from mnm.runtime import stitch as stitching
 from mnm.runtime.animator import Animator
@@ -45,6 +45,8 @@ class Pipeline:
     ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend
     (``precision``: auto, fp32, fp16 or int8; ``threads``...). ``concurrent`` runs independent
     graphs of a request side by side (off by default; see ``mnm.runtime.executor``).
+    ``fit`` squares references without a box: ``crop`` (the centred square) or ``squash`` (the
+    whole image resized, as the MixNMatch authors evaluated their published models).
     """
 
     def __init__(
@@ -53,12 +55,16 @@ class Pipeline:
         backend="auto",
         max_batch: int = DEFAULT_MAX_BATCH,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        fit: str = "crop",
         concurrent: bool = False,
         **backend_options,
     ):
+        self.fit = check_fit(fit)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.config = self.bundle.config
-        self.backend = create(self.bundle, backend, **backend_options) if isinstance(backend, str) else backend
+        if isinstance(backend, str):  # the TensorRT provider tunes its engines for max_batch
+            backend = create(self.bundle, backend, **{"max_batch": max_batch, **backend_options})
+        self.backend = backend
         self.executor = Executor(self.bundle, self.backend, max_batch, cache_size, concurrent)
         self.counters = self.executor.counters
 
@@ -70,7 +76,7 @@ class Pipeline:
 
     def prepare(self, image, box=None) -> np.ndarray:
         """A reference (path or H x W x 3 uint8 array, optional pixel box) → 3 x S x S model input."""
-        return prepare_reference(image, self.config.image_size, box)
+        return prepare_reference(image, self.config.image_size, box, fit=self.fit)
 
     def encode(self, images, factors=("z", "b", "p", "c"), boxes=None) -> dict[str, np.ndarray]:
         """Codes of reference images: ``{factor: [N, dim]}`` for factors among z, b, p, c, and

@@ -178,6 +178,12 @@ def parse_factor(value, kind: str, boxes: BoxTable | None = None) -> Factor:
     raise MnmError(f"{kind}: cannot use a {type(value).__name__} as a factor")
 
 
+def is_spec(text: str) -> bool:
+    """Whether ``text`` is a code spec (``random``, ``code:K``, ``seed:N``) rather than an image path."""
+    text = text.strip()
+    return text == "random" or _SPEC.match(text) is not None
+
+
 def split_specs(values) -> list[str]:
     """CLI factor lists: the option repeated and/or comma-separated (a path that exists is kept whole)."""
     if values is None:

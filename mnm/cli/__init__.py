@@ -12,9 +12,11 @@ from mnm.cli import (  # noqa: F401  (each module registers its commands on impo
     demo,
     eval,
     export,
+    importer,
     info,
     mix,
     model,
+    serve,
     train,
 )
 from mnm.cli.app import STATE, app

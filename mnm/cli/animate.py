@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import precision_option
+from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, precision_option
 from mnm.errors import MnmError
 
 DEFAULT_FPS = 15.0
@@ -35,7 +35,9 @@ def animate(
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
     precision: str = precision_option(),
     box: str | None = typer.Option(None, "--box", help="Pose region in each frame: x,y,w,h pixels (default: all)."),
+    fit: str = typer.Option("crop", "--fit", help=FIT_HELP + " Applies to the image and to each frame."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the run's statistics as JSON here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Animate a static image with the pose of each frame of a video, a frame folder or a webcam."""
     from mnm.atomic import write_text
@@ -46,6 +48,8 @@ def animate(
 
     if mode not in ("code", "feature"):
         raise MnmError(f"--mode: expected code or feature, got {mode!r}")
+    if fit not in ("crop", "squash"):
+        raise MnmError(f"--fit: expected crop or squash, got {fit!r}")
     if fps is not None and not fps > 0:
         raise MnmError(f"--fps: must be positive, got {fps:g}")
     if max_frames is not None and max_frames < 1:
@@ -61,7 +65,7 @@ def animate(
     try:
         out_fps = fps or src.fps or DEFAULT_FPS
         sink = video.open_sink(out, out_fps) if out is not None else None
-        pipe = open_pipeline(bundle, backend, max_batch=1, precision=precision)
+        pipe = open_pipeline(bundle, backend, max_batch=1, verbose=verbose, fit=fit, precision=precision)
         animator = pipe.animator(str(image), mode=mode, box=pose_box)
         if show:
             window = video.Window()

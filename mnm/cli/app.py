@@ -11,13 +11,20 @@ app = typer.Typer(
     help="MixNMatch: train, export, and mix-and-match or animate images with a torch-free runtime.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: [default: ...] and [,out] must show as written
     add_completion=False,
 )
-model_app = typer.Typer(help="Inspect model presets: parameters and multiply-accumulates per graph.",
-                        no_args_is_help=True)
-data_app = typer.Typer(help="Make synthetic data with ground truth and check dataset folders.", no_args_is_help=True)
-train_app = typer.Typer(help="Train MixNMatch: code mode (stage 1) and feature mode (stage 2).", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate a run: clustering, disentanglement, FID/KID.", no_args_is_help=True)
+
+
+def _group(help_text: str) -> typer.Typer:
+    """A command group with the root's settings (plain help text, help when called bare)."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
+
+
+model_app = _group("Inspect model presets: parameters and multiply-accumulates per graph.")
+data_app = _group("Make synthetic data with ground truth and check dataset folders.")
+train_app = _group("Train MixNMatch: code mode (stage 1) and feature mode (stage 2).")
+eval_app = _group("Evaluate a run: clustering, disentanglement, FID/KID.")
 
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")

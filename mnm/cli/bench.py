@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import precision_option
+from mnm.cli.pipeline import VERBOSE_HELP, precision_option
 from mnm.errors import MnmError
 
 
@@ -36,6 +36,7 @@ def bench(
     repeats: int = typer.Option(20, "--repeats", min=1, help="Timed runs per measurement (the median is reported)."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed runs before each measurement."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the full report as JSON here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Per backend: each graph's latency per batch size, mix-and-match images/s (one mix of four
     references; a 4x4x4 grid) and img2gif per-frame latency and fps, with the machine's details."""
@@ -44,6 +45,11 @@ def bench(
 
     backends = [name.strip() for value in backend for name in value.split(",") if name.strip()]
     report = run_bench(bundle, backends, parse_batches(batch), repeats, warmup, precision=precision)
+    if verbose:
+        for name, reasons in report["auto_skipped"].items():
+            typer.echo(f"--backend auto picked {name}; not used:", err=True)
+            for reason in reasons:
+                typer.echo(f"  {reason}", err=True)
     typer.echo(format_report(report))
     if json_path is not None:
         write_text(json_path, json.dumps(report, indent=2) + "\n")

@@ -1,4 +1,5 @@
-"""`mnm info`: what a bundle holds (config, graphs, fp16 graphs, engines) and whether every file is intact.
+"""`mnm info`: what a bundle holds (config, graphs, fp16 and INT8 graphs, engines) and whether every file is intact;
+with ``--backends``, which backends really start on this machine (each one is created), and why not.
 
 Runs on the lean install: the runtime is imported inside the command and never imports torch.
 """
@@ -13,20 +14,33 @@ import typer
 from mnm.cli.app import app
 from mnm.errors import MnmError
 
+DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "demo" / "bundle"
+
 
 @app.command("info")
 def info(
-    bundle: Path = typer.Argument(..., help="Exported bundle folder."),
+    bundle: Path | None = typer.Argument(
+        None, help="Exported bundle folder (with --backends: default the demo model)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    backends: bool = typer.Option(
+        False, "--backends", help="Create every backend for the bundle and say which start here, and why not."
+    ),
 ) -> None:
     """Describe and verify a bundle: config, graphs, fp16 graphs, engines (and whether they fit here).
 
     Every file's sha256 is checked; the command exits non-zero naming a file that does not match.
+    With --backends, also the onnxruntime/TensorRT packages, the GPUs and their driver, and each
+    backend created for real (a provider onnxruntime lists may still fail to start).
     """
     from mnm.runtime.bundle import Bundle
 
-    opened = Bundle.open(bundle, verify=False)
+    if bundle is None and not backends:
+        raise MnmError("give a bundle folder (or --backends to test the backends on the demo model)")
+    opened = Bundle.open(bundle if bundle is not None else DEMO_BUNDLE, verify=False)
     report = _report(opened)
+    if backends:
+        report.update(_backends_report(opened))
     typer.echo(json.dumps(report, indent=2) if as_json else _text(report))
     bad = [f for f in report["files"] if f["problem"]]
     if bad:
@@ -34,9 +48,19 @@ def info(
         raise MnmError(f"{bad[0]['file']}: {bad[0]['problem']}{more}")
 
 
-def _report(bundle) -> dict:
-    from mnm.runtime.backends import available
+def _backends_report(bundle) -> dict:
+    from mnm.runtime.backends import AUTO_ORDER, probe
+    from mnm.runtime.backends.environment import installation
 
+    found = probe(bundle)
+    return {
+        "installation": installation(),
+        "backends": {name: {"starts": p.starts, "detail": p.detail} for name, p in found.items()},
+        "auto": next((name for name in AUTO_ORDER if found[name].starts), None),
+    }
+
+
+def _report(bundle) -> dict:
     manifest = bundle.manifest
     problems = {str(p): problem for p, problem in bundle.check_files()}
 
@@ -73,7 +97,6 @@ def _report(bundle) -> dict:
         "int8": manifest.get("int8"),
         "rewrites": manifest.get("rewrites"),
         "engines": _engine_rows(bundle, problems),
-        "backends": available(bundle),
         "files": [{"file": f, "problem": p} for f, p in problems.items()],
     }
 
@@ -143,8 +166,10 @@ def _text(report: dict) -> str:
             lines.append(f"  {e['key']:<20} {built}: {fit}")
     else:
         lines.append("engines: none (export with --trt on a GPU machine)")
-    usable = [name for name, why in report["backends"].items() if why is None]
-    lines.append(f"backends here: {', '.join(usable) or 'none'}")
+    if "backends" in report:
+        lines += _backend_lines(report)
+    else:
+        lines.append("backends: mnm info --backends BUNDLE creates each one and says which start here")
     bad = [f for f in report["files"] if f["problem"]]
     lines.append(f"files: {len(report['files'])} checked, " + (f"{len(bad)} bad" if bad else "all sha256 match"))
     return "\n".join(lines)
@@ -161,6 +186,33 @@ def _int8_text(report: dict) -> list[str]:
         verdict = "int8" if q["precision"] == "int8" else "fp32 (failed its gate)"
         check = ("  sha256 ok" if ok[name] else "  SHA256 MISMATCH OR MISSING") if name in ok else ""
         lines.append(f"  {name:<13} {verdict:<22} PSNR {q['psnr_db']:.1f} dB, max diff {q['max_abs_diff']}{check}")
+    return lines
+
+
+def _backend_lines(report: dict) -> list[str]:
+    inst = report["installation"]
+    packages = ", ".join(f"{k} {v}" for k, v in inst["packages"].items()) or "none of them"
+    lines = [f"packages: {packages}"]
+    if inst["onnxruntime_cuda"]:
+        lines.append(f"onnxruntime-gpu is built for CUDA {inst['onnxruntime_cuda']}"
+                     + (f", its TensorRT provider for TensorRT {inst['onnxruntime_tensorrt_major']}"
+                        if inst["onnxruntime_tensorrt_major"] else ""))
+    lines.append(f"providers onnxruntime lists: {', '.join(inst['providers_listed']) or 'none'}")
+    for i, gpu in enumerate(inst["gpus"]):
+        lines.append(f"GPU {i} (nvidia-smi order): {gpu['name']}, sm {gpu['compute_capability']}, "
+                     f"driver {gpu['driver']}")
+    if inst["gpus"]:
+        extra = (f"CUDA {inst['cuda_major']} wheels: pip extra {inst['extra']}" if inst["extra"]
+                 else "too old for the CUDA 12/13 wheels")
+        lines.append(f"driver's newest CUDA: {inst['driver_cuda'] or '?'} -> {extra} (docs/gpu.md)")
+    else:
+        lines.append("GPUs: none (no nvidia-smi, or it lists none)")
+    lines += [f"problem: {p}" for p in inst["problems"]]
+    lines.append(f"backends, each created for {report['bundle']}:")
+    for name, found in report["backends"].items():
+        state = "starts" if found["starts"] else "does not start"
+        lines.append(f"  {name:<9} {state}: {found['detail']}")
+    lines.append(f"--backend auto picks: {report['auto'] or 'none'}")
     return lines
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import open_pipeline, precision_option
+from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, open_pipeline, precision_option
 from mnm.errors import MnmError
 
 FACTOR_HELP = "an image path, random, code:K (category of b/p/c) or seed:N (z); repeat or comma-separate for a grid"
@@ -33,6 +33,7 @@ def mix(
     ),
     box: str | None = typer.Option(None, "--box", help="Object box x,y,w,h in pixels for every reference image."),
     boxes: Path | None = typer.Option(None, "--boxes", help="File of 'PATH X Y W H' lines: a box per reference."),
+    fit: str = typer.Option("crop", "--fit", help=FIT_HELP),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for the random factors."),
     batch: Path | None = typer.Option(
         None, "--batch", help="CSV plan, columns background,pose,shape,texture[,out]: one image per row into --out DIR."
@@ -40,11 +41,12 @@ def mix(
     max_batch: int = typer.Option(16, "--max-batch", help="Most images per graph run."),
     threads: int | None = typer.Option(
         None, "--threads", min=1,
-        help="onnxruntime CPU threads [default: physical cores; 1 can be faster on a busy machine].",
+        help="onnxruntime CPU threads [default: the cores this process may use; 1 can be faster on a busy machine].",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output image (a grid when a factor lists several), or a folder with --batch."
     ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Mix and match: each factor from a reference image or a code; lists give a labelled grid."""
     from mnm.runtime.requests import BoxTable, parse_box, split_specs
@@ -53,6 +55,8 @@ def mix(
     check_mode(stitch)
     if mode not in ("code", "feature"):
         raise MnmError(f"--mode: expected code or feature, got {mode!r}")
+    if fit not in ("crop", "squash"):
+        raise MnmError(f"--fit: expected crop or squash, got {fit!r}")
     table = BoxTable.read(boxes, default=parse_box(box) if box else None)
     lists = {k: split_specs(v) for k, v in (("background", background), ("pose", pose), ("shape", shape),
                                              ("texture", texture))}
@@ -64,7 +68,7 @@ def mix(
             raise MnmError(f"{out}: --out must be a folder with --batch")
     else:
         _check_image_suffix(out)
-    pipe = open_pipeline(bundle, backend, max_batch, threads, precision)
+    pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit, precision=precision)
     if batch is not None:
         _run_plan(pipe, batch, out, mode, seed, stitch, table)
         return

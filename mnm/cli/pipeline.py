@@ -10,14 +10,30 @@ PRECISION_HELP = (
     "auto: INT8 graphs where the bundle has them (they passed their quality gate at export), else fp32; "
     "fp32; fp16; int8 (refused on a bundle without INT8 graphs)."
 )
+FIT_HELP = ("How a reference without a box becomes square: crop (the centred square) or squash (the whole "
+            "image resized, as the authors evaluated the published MixNMatch models).")
+VERBOSE_HELP = "Also say why each faster backend was not used (mnm info --backends tests them all)."
 
 
 def precision_option():
     return typer.Option("auto", "--precision", help=PRECISION_HELP)
 
 
-def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None, precision: str = "auto"):
-    """The verified bundle's pipeline, saying on stderr which backend runs (``mnm animate`` uses it too)."""
+def backend_line(backend, requested: str) -> str:
+    """The one line that says which backend runs, e.g. ``backend: ort-cpu (onnxruntime, fp32, 2 threads)``."""
+    how = ", picked by --backend auto" if requested == "auto" else ""
+    return f"backend: {backend.description}{how}"
+
+
+def skip_lines(backend) -> list[str]:
+    """Why ``--backend auto`` passed over each faster backend (``--verbose``)."""
+    return [f"  not used: {reason}" for reason in getattr(backend, "skipped", [])]
+
+
+def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None,
+                  verbose: bool = False, fit: str = "crop", precision: str = "auto"):
+    """The verified bundle's pipeline, saying on stderr in one line which backend runs (with
+    ``verbose``, also why the faster ones did not); ``mnm animate`` uses it too."""
     from mnm.errors import MnmError
     from mnm.runtime.bundle import PRECISIONS, Bundle
     from mnm.runtime.pipeline import Pipeline
@@ -25,9 +41,9 @@ def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | Non
     if precision not in PRECISIONS:
         raise MnmError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     options = {"precision": precision} if threads is None else {"threads": threads, "precision": precision}
-    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, **options)
-    how = "picked by --backend auto" if backend == "auto" else "as asked"
-    typer.echo(f"backend: {pipe.backend.description}, {how}", err=True)
-    for reason in getattr(pipe.backend, "skipped", []):
-        typer.echo(f"  not used: {reason}", err=True)
+    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, fit=fit, **options)
+    typer.echo(backend_line(pipe.backend, backend), err=True)
+    if verbose:
+        for line in skip_lines(pipe.backend):
+            typer.echo(line, err=True)
     return pipe

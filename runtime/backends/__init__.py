@@ -2,11 +2,16 @@
 
 ``create(bundle, "auto")`` tries, fastest first, native TensorRT (prebuilt engines that fit this
 machine), onnxruntime's TensorRT execution provider, onnxruntime CUDA, onnxruntime CPU, and keeps
-the first that starts; ``backend.skipped`` says why the faster ones were passed over. An explicit
-name that cannot run here is an error (never a silent fallback to another backend).
+the first that starts. Starting means creating it for real (engines deserialised, GPU sessions
+created and run once): a backend whose libraries are listed but do not load is passed over like
+one that is not installed, and ``backend.skipped`` says why each faster one was. An explicit name
+that cannot run here is an error (never a silent fallback to another backend). ``probe`` creates
+each backend in turn and reports which start: ``mnm info --backends`` and ``mnm bench --backend all``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from mnm.errors import MnmError
 from mnm.runtime.backends.base import Backend, BackendUnavailable
@@ -14,63 +19,65 @@ from mnm.runtime.bundle import Bundle
 
 NAMES = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 AUTO_ORDER = ("tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
+TENSORRT_OPTIONS = ("precision", "device_id")
 
 
-def _build(bundle: Bundle, name: str, options: dict) -> Backend:
+def start(bundle: Bundle, name: str, **options) -> Backend:
+    """Backend ``name`` created for ``bundle``, or ``BackendUnavailable`` saying why it cannot run here."""
+    if name not in NAMES:
+        raise MnmError(f"unknown backend {name!r}; choose auto, {', '.join(NAMES)}")
     if name == "tensorrt":
         from mnm.runtime.backends.tensorrt import TensorRTBackend
 
-        allowed = {k: v for k, v in options.items() if k in ("precision", "device_id")}
-        return TensorRTBackend(bundle, **allowed)
+        return TensorRTBackend(bundle, **{k: v for k, v in options.items() if k in TENSORRT_OPTIONS})
     from mnm.runtime.backends.ort import OrtBackend
 
-    return OrtBackend(bundle, name, **options)
+    return OrtBackend(bundle, name, **options)  # auto: INT8 graphs on the CPU where they passed, else fp32
 
 
 def create(bundle: Bundle, name: str = "auto", **options) -> Backend:
-    """A ready backend for ``bundle``; ``options`` go to the backend (precision, threads, device_id...)."""
+    """A ready backend for ``bundle``; ``options`` go to the backend (precision, threads, device_id,
+    max_batch...)."""
     if name == "auto":
         skipped = []
         for candidate in AUTO_ORDER:
             try:
-                backend = _build(bundle, candidate, dict(options))
+                backend = start(bundle, candidate, **options)
             except BackendUnavailable as exc:
                 skipped.append(f"{candidate}: {exc}")
                 continue
             backend.skipped = skipped
             return backend
         raise MnmError("no backend can run here: " + "; ".join(skipped))
-    if name not in NAMES:
-        raise MnmError(f"unknown backend {name!r}; choose auto, {', '.join(NAMES)}")
     try:
-        backend = _build(bundle, name, options)
+        backend = start(bundle, name, **options)
     except BackendUnavailable as exc:
         raise MnmError(f"backend {name} cannot run here: {exc}") from None
     backend.skipped = []
     return backend
 
 
-def available(bundle: Bundle | None = None) -> dict[str, str | None]:
-    """Each backend → None if it should start here, else why not; cheap (nothing is loaded).
+@dataclass(frozen=True)
+class Probe:
+    """Whether a backend started on this machine: its description, or why it did not."""
 
-    Without a bundle, TensorRT is judged by its installation alone; with one, also by whether
-    the bundle holds engines that fit this machine.
-    """
-    from mnm.runtime.backends import ort
-
-    status: dict[str, str | None] = {}
-    try:
-        from mnm.runtime.backends import tensorrt
-
-        machine = tensorrt.machine_info()
-        if bundle is not None:
-            tensorrt.choose_engines(bundle, machine)
-        status["tensorrt"] = None
-    except MnmError as exc:
-        status["tensorrt"] = str(exc)
-    for name in ("ort-trt", "ort-cuda", "ort-cpu"):
-        status[name] = ort.unavailable_reason(name)
-    return status
+    name: str
+    starts: bool
+    detail: str
 
 
-__all__ = ["AUTO_ORDER", "NAMES", "Backend", "BackendUnavailable", "available", "create"]
+def probe(bundle: Bundle, names=AUTO_ORDER, **options) -> dict[str, Probe]:
+    """Create (then close) each named backend for ``bundle``: which really start here, and why not."""
+    found = {}
+    for name in names:
+        try:
+            backend = start(bundle, name, **options)
+        except BackendUnavailable as exc:
+            found[name] = Probe(name, False, str(exc))
+            continue
+        found[name] = Probe(name, True, backend.description)
+        backend.close()
+    return found
+
+
+__all__ = ["AUTO_ORDER", "NAMES", "Backend", "BackendUnavailable", "Probe", "create", "probe", "start"]

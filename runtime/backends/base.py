@@ -26,3 +26,14 @@ class Backend(Protocol):
     ) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+def zero_feeds(graph, batch: int = 1) -> dict[str, np.ndarray]:
+    """Zeros for every input of ``graph`` (a bundle ``GraphEntry``): the warm-up run at creation."""
+    return {t.name: np.zeros([batch if d == "batch" else d for d in t.shape], np.float32) for t in graph.inputs}
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line (libraries raise multi-line messages)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -12,20 +12,29 @@ in benchmarks/RESULTS.md, "onnxruntime session settings"):
 - memory arena and memory patterns on;
 - plain ``run`` (I/O binding measured no gain on the CPU; it stays an option for CUDA).
 
-Sessions are created lazily (a mix in code mode never loads the extractor) under a lock;
+CPU sessions are created lazily (a mix in code mode never loads the extractor). A GPU backend
+creates every session and runs each once when it is created (``ort_gpu`` prepares the provider
+libraries and options): a provider that is listed but cannot start (missing cuDNN or libnvinfer,
+no GPU) then fails at creation as ``BackendUnavailable`` instead of silently running on the CPU,
+and the TensorRT provider builds its engines then, after saying so, not in the middle of a run.
 ``InferenceSession.run`` is thread-safe, so one backend serves concurrent requests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from mnm.errors import MnmError
-from mnm.runtime.backends.base import BackendUnavailable
+from mnm.runtime.backends import ort_gpu
+from mnm.runtime.backends.base import BackendUnavailable, first_line, zero_feeds
 from mnm.runtime.bundle import Bundle
 from mnm.runtime.machine import usable_cores
 
@@ -34,6 +43,7 @@ PROVIDERS = {
     "ort-cuda": "CUDAExecutionProvider",
     "ort-trt": "TensorrtExecutionProvider",
 }
+DEFAULT_MAX_BATCH = 16
 
 
 def session_options(threads: int | None = None, overrides: dict | None = None):
@@ -58,13 +68,15 @@ def session_options(threads: int | None = None, overrides: dict | None = None):
 
 
 def unavailable_reason(name: str) -> str | None:
-    """Why this onnxruntime backend cannot run in this install (None: the provider is built in)."""
+    """Why this onnxruntime build has no such provider (None: it is built in, which does not yet
+    mean it starts: only creating the backend tells)."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
         return f"onnxruntime is not installed ({exc})"
     if PROVIDERS[name] not in ort.get_available_providers():
-        return f"this onnxruntime build has no {PROVIDERS[name]}; install onnxruntime-gpu in place of onnxruntime"
+        return (f"this onnxruntime build has no {PROVIDERS[name]}; install onnxruntime-gpu in place of "
+                "onnxruntime (docs/gpu.md)")
     return None
 
 
@@ -80,6 +92,7 @@ class OrtBackend:
         io_binding: bool = False,
         device_id: int = 0,
         cache_dir: str | os.PathLike | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
         session_overrides: dict | None = None,
     ):
         if name not in PROVIDERS:
@@ -96,40 +109,73 @@ class OrtBackend:
         self.name = name
         self.precision = precision
         self.device_id = device_id
+        self.max_batch = max(1, int(max_batch))
         self.io_binding = bool(io_binding)
         self._threads = threads
         self._overrides = session_overrides
-        self._cache_dir = Path(cache_dir) if cache_dir else _default_trt_cache(bundle)
         self._sessions: dict[str, tuple] = {}
         self._lock = threading.Lock()
-        if name != "ort-cpu":
-            # Prove the device really runs now (onnxruntime would quietly fall back to the CPU).
-            self.session(_smallest_graph(bundle, precision))
+        self._notes = ""
+        self._cache_dir = None
+        if name == "ort-cpu":
+            return
+        self._notes = ort_gpu.preload_cuda_libraries()
+        if name == "ort-trt":
+            ort_gpu.import_tensorrt()
+            self._cache_dir = Path(cache_dir) if cache_dir else ort_gpu.tensorrt_cache_dir(
+                bundle, precision, self.max_batch, device_id)
+        self._start_every_session()
 
     @property
     def description(self) -> str:
-        threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
-        return f"{self.name} (onnxruntime, {self.bundle.describe_precision(self.precision)}, {threads})"
+        precision = self.bundle.describe_precision(self.precision)
+        if self.name == "ort-cpu":
+            threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
+            return f"ort-cpu (onnxruntime, {precision}, {threads})"
+        return f"{self.name} (onnxruntime {_ort_version()}, {precision}, GPU {self.device_id})"
 
     @property
     def threads(self) -> int:
         return self._threads or usable_cores()
 
-    def _providers(self) -> list:
+    def _table(self) -> dict:
+        table = self.bundle.graphs_fp16 if self.precision == "fp16" else self.bundle.graphs
+        if not table:
+            raise MnmError(f"{self.bundle.path}: the bundle has no {self.precision} graphs")
+        return table
+
+    def _start_every_session(self) -> None:
+        """Create and run every graph once; any failure means this provider cannot run here."""
+        from mnm.progress import track
+
+        graphs = list(self._table())
+        fresh = False
+        if self._cache_dir is not None:
+            self._cache_dir.mkdir(parents=True, exist_ok=True)
+            fresh = not any(self._cache_dir.glob("*.engine"))
+        try:
+            for i, graph in enumerate(track(graphs, desc=f"{self.name} warm-up", unit="graph")):
+                self.session(graph)
+                if i == 0 and fresh:  # the provider started: the builds ahead are real
+                    print(f"note: ort-trt builds TensorRT engines for {len(graphs)} graphs on first use (this can "
+                          f"take minutes); they are cached in {self._cache_dir}", file=sys.stderr, flush=True)
+                self.run(graph, zero_feeds(self._table()[graph]))
+        except BackendUnavailable:
+            self.close()
+            raise
+        except MnmError as exc:
+            self.close()
+            raise BackendUnavailable(f"{PROVIDERS[self.name]} does not run here ({exc})") from None
+
+    def _providers(self, graph: str) -> list:
         cpu = "CPUExecutionProvider"
-        cuda = ("CUDAExecutionProvider", {"device_id": self.device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"})
         if self.name == "ort-cpu":
             return [cpu]
+        cuda = ("CUDAExecutionProvider", ort_gpu.cuda_options(self.device_id, self.precision))
         if self.name == "ort-cuda":
             return [cuda, cpu]
-        trt = {
-            "device_id": self.device_id,
-            "trt_fp16_enable": self.precision == "fp16",
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(self._cache_dir),
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": str(self._cache_dir),
-        }
+        trt = ort_gpu.tensorrt_options(self._table()[graph], self.device_id, self.precision, self.max_batch,
+                                       self._cache_dir)
         return [("TensorrtExecutionProvider", trt), cuda, cpu]
 
     def session(self, graph: str):
@@ -140,27 +186,34 @@ class OrtBackend:
             import onnxruntime as ort
 
             entry = self.bundle.graph(graph, self.precision)
-            if self.name == "ort-trt":
-                self._cache_dir.mkdir(parents=True, exist_ok=True)
+            printed = io.StringIO()  # onnxruntime prints (to stdout) a provider that fails, then falls back
             try:
-                sess = ort.InferenceSession(
-                    str(entry.path),
-                    sess_options=session_options(self._threads, self._overrides),
-                    providers=self._providers(),
-                )
+                with contextlib.redirect_stdout(printed):
+                    sess = ort.InferenceSession(
+                        str(entry.path),
+                        sess_options=session_options(self._threads, self._overrides),
+                        providers=self._providers(graph),
+                    )
             except Exception as exc:  # onnxruntime raises its own exception types
-                raise MnmError(f"{entry.path}: onnxruntime cannot load the graph ({_first_line(exc)})") from None
+                problem = f"{entry.path}: onnxruntime cannot load the graph ({first_line(exc)})"
+                raise (BackendUnavailable if self.name != "ort-cpu" else MnmError)(problem) from None
             wanted = PROVIDERS[self.name]
             if wanted not in sess.get_providers():
-                raise BackendUnavailable(
-                    f"{wanted} is built in but could not start (missing CUDA/cuDNN/TensorRT libraries or no GPU)"
-                )
+                why = [_provider_error(printed.getvalue())] if "EP Error" in printed.getvalue() else []
+                raise BackendUnavailable("; ".join([
+                    f"{wanted} is built in but could not start (missing CUDA/cuDNN/TensorRT libraries or no GPU)",
+                    *why, *([self._notes] if self._notes else [])]))
             dtypes = {i.name: np.float16 if "float16" in i.type else np.float32 for i in sess.get_inputs()}
             self._sessions[graph] = (sess, dtypes)
             return sess
 
     def run(self, graph: str, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         sess = self.session(graph)
+        n = len(next(iter(feeds.values())))
+        if self.name == "ort-trt" and n > self.max_batch:  # beyond the profile: run it in profile-sized parts
+            parts = [self.run(graph, {k: v[i : i + self.max_batch] for k, v in feeds.items()}, outputs)
+                     for i in range(0, n, self.max_batch)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         dtypes = self._sessions[graph][1]
         names = outputs or [o.name for o in sess.get_outputs()]
         feeds = {k: np.ascontiguousarray(v, dtype=dtypes.get(k, np.float32)) for k, v in feeds.items()}
@@ -177,7 +230,7 @@ class OrtBackend:
             else:
                 values = sess.run(names, feeds)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise MnmError(f"{graph}: onnxruntime run failed ({_first_line(exc)})") from None
+            raise MnmError(f"{graph}: onnxruntime run failed ({first_line(exc)})") from None
         return {k: np.asarray(v, dtype=np.float32) for k, v in zip(names, values, strict=True)}
 
     def close(self) -> None:
@@ -185,19 +238,14 @@ class OrtBackend:
             self._sessions.clear()
 
 
-def _smallest_graph(bundle: Bundle, precision: str) -> str:
-    if not bundle.graphs:
-        raise MnmError(f"{bundle.path}: the bundle has no graphs")
-    return min(bundle.graphs, key=lambda name: bundle.graph(name, precision).bytes)
+def _provider_error(printed: str) -> str:
+    """The message of onnxruntime's printed ``EP Error <source location> <message> when using ...``."""
+    said = re.search(r"^EP Error (.*?)\s+when using", printed, re.M | re.S)
+    text = " ".join((said.group(1) if said else printed).split())
+    return (text[text.find("Please"):] if "Please" in text else text[-300:]).rstrip(".")
 
 
-def _default_trt_cache(bundle: Bundle) -> Path:
-    """Engines the TensorRT EP builds are cached per bundle (first use builds them: minutes)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    digest = "".join(sorted(g.sha256[:8] for g in bundle.graphs.values()))[:32]
-    return base / "mnm" / "ort-trt" / digest
+def _ort_version() -> str:
+    import onnxruntime as ort
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return ort.__version__

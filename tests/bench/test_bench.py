@@ -1,5 +1,5 @@
 """`mnm bench` (torch-free, real subprocess), the reference comparison harness, the roofline profile
-parser, the RESULTS.md writer and gpu.sh's refusal without a GPU. No timed assertions: numbers on a
+parser and the RESULTS.md writer (the GPU run: test_gpu_run.py). No timed assertions: numbers on a
 shared machine vary; the tests check that every number is there, finite and consistent."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -204,11 +203,23 @@ def test_profile_trace_summary():
     assert summary["slowest_nodes"][1]["node"] == "add"
 
 
-@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU driver is present: gpu.sh would run")
-def test_gpu_script_refuses_without_gpu(tmp_path):
-    out = tmp_path / "gpu"
-    result = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(out)], capture_output=True, text=True,
-                            timeout=60, cwd=ROOT)
-    assert result.returncode != 0
-    assert "GPU" in result.stderr and "nothing was measured" in result.stderr
-    assert not out.exists() or not any(out.iterdir())
+def test_mnm_bench_all_starts_each_backend_and_keeps_going_past_those_that_do_not(tiny_bundle, tmp_path):
+    out = tmp_path / "all.json"
+    result = run_cli("bench", tiny_bundle, "--backend", "all", "--batch", "1", "--repeats", "1", "--warmup", "0",
+                     "--json", out, block_torch=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert "ort-cpu" in report["backends"]
+    assert set(report["backends"]) | set(report["skipped_backends"]) == {"tensorrt", "ort-trt", "ort-cuda", "ort-cpu"}
+    for name, reason in report["skipped_backends"].items():
+        assert reason and "\n" not in reason
+        assert f"skipped {name}: {reason}" in result.stdout
+
+
+def test_mnm_bench_verbose_says_why_auto_passed_over_the_faster_backends(tiny_bundle):
+    result = run_cli("bench", tiny_bundle, "--batch", "1", "--repeats", "1", "--warmup", "0", "--verbose",
+                     block_torch=True)
+    assert result.returncode == 0, result.stderr
+    if "--backend auto picked ort-cpu; not used:" not in result.stderr:
+        pytest.skip("a GPU backend started here")
+    assert "  tensorrt: " in result.stderr and "  ort-cuda: " in result.stderr

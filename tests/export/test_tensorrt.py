@@ -1,5 +1,6 @@
-"""TensorRT: `--trt` where TensorRT or a GPU is missing, engine builds where both exist, and the
-engine-compatibility check the runtime uses (records written here)."""
+"""TensorRT: `--trt` where TensorRT or a GPU is missing, engine builds where both exist (a ``gpu``
+test), the engine-compatibility check the runtime uses (records written here), which GPU nvidia-smi
+means, the build's profiles and its timing-cache fallback."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 
 import pytest
 
-from mnm.export.engine_record import engine_compatibility, local_gpu
+from mnm.export.engine_record import engine_compatibility, local_gpu, pick_smi_row, tensorrt_reads, version_tuple
+from mnm.export.tensorrt_build import batch_profiles, timing_cache
 from tests.util import run_python
 
 REBUILD = "mnm export runs/00001-cub --out bundle --trt --fp16"
@@ -34,8 +36,22 @@ def tensorrt_ready() -> bool:
 def test_same_gpu_and_tensorrt_is_accepted():
     ok, reason = engine_compatibility(RECORD, SAME)
     assert ok, reason
-    ok, _ = engine_compatibility(RECORD, {**SAME, "tensorrt_version": "10.3.1"})
-    assert ok  # a patch release reads the engine
+    assert engine_compatibility(RECORD, {**SAME, "tensorrt_version": "10.3.0.26"})[0] is False
+    assert engine_compatibility({**RECORD, "tensorrt_version": "10.3.0"}, {**SAME, "tensorrt_version": "10.3"})[0]
+
+
+def test_only_the_exact_tensorrt_reads_an_engine_unless_it_was_built_version_compatible():
+    assert not tensorrt_reads("10.3.0", "10.3.1")  # a patch release does not
+    assert tensorrt_reads("10.14.1.48", "10.14.1.48.post1")  # a wheel re-release is the same TensorRT
+    assert tensorrt_reads("10.3.0", "10.5.2", version_compatible=True)
+    assert not tensorrt_reads("10.5.2", "10.3.0", version_compatible=True)  # never an older runtime
+    assert not tensorrt_reads("10.3.0", "11.0.0", version_compatible=True)
+    assert not tensorrt_reads(None, "10.3.0")
+    assert version_tuple("10.14.1.48.post1") == (10, 14, 1, 48) and version_tuple("unknown") == ()
+    ok, reason = engine_compatibility({**RECORD, "version_compatible": True}, {**SAME, "tensorrt_version": "10.9.0"})
+    assert ok, reason
+    ok, reason = engine_compatibility(RECORD, {**SAME, "tensorrt_version": "10.3.1"})
+    assert not ok and "TensorRT 10.3.0 (it needs that exact version), this machine has 10.3.1" in reason
 
 
 @pytest.mark.parametrize(
@@ -44,8 +60,8 @@ def test_same_gpu_and_tensorrt_is_accepted():
         ({"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}, "GPU NVIDIA A100-SXM4-80GB"),
         ({"gpu_name": "NVIDIA A30"}, "this machine has NVIDIA A30"),
         ({"compute_capability": "8.6"}, "compute capability 8.0, this GPU has 8.6"),
-        ({"tensorrt_version": "11.0.0"}, "TensorRT 10.3.0, this machine has 11.0.0"),
-        ({"tensorrt_version": "10.4.0"}, "TensorRT 10.3.0, this machine has 10.4.0"),
+        ({"tensorrt_version": "11.0.0"}, "TensorRT 10.3.0 (it needs that exact version), this machine has 11.0.0"),
+        ({"tensorrt_version": "10.3.1"}, "TensorRT 10.3.0 (it needs that exact version), this machine has 10.3.1"),
         ({"tensorrt_version": None}, "TensorRT is not installed here"),
     ],
 )
@@ -92,9 +108,8 @@ def test_trt_flag_without_tensorrt_stops_after_a_complete_onnx_bundle(exported):
             assert hashlib.sha256(data).hexdigest() == entry["sha256"]
 
 
+@pytest.mark.gpu("tensorrt")
 def test_engines_are_built_and_recorded(exported):
-    if not tensorrt_ready():
-        pytest.skip("needs TensorRT (pip install 'mnm[trt]') and a CUDA GPU")
     import tensorrt as trt
 
     from mnm.export.engine_record import machine_info
@@ -115,8 +130,62 @@ def test_engines_are_built_and_recorded(exported):
         assert record["precision"] == graphs[key]["precision"]
         assert record["source_sha256"] == graphs[key]["sha256"]
         first_input = graphs[key]["inputs"][0]
-        assert record["profiles"][first_input["name"]][2][0] == 4  # --max-batch 4
+        assert [p[first_input["name"]][2][0] for p in record["profiles"]] == [1, 4]  # batch 1; --max-batch 4
+        assert record["version_compatible"] is False
         assert engine_compatibility(record, machine)[0]
         cuda_engine = runtime.deserialize_cuda_engine(data)
         names = {cuda_engine.get_tensor_name(i) for i in range(cuda_engine.num_io_tensors)}
         assert names == {t["name"] for t in graphs[key]["inputs"] + graphs[key]["outputs"]}
+
+
+GPUS = [  # nvidia-smi's rows, PCI bus order
+    {"index": "0", "uuid": "GPU-aaaa1111", "name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"},
+    {"index": "1", "uuid": "GPU-bbbb2222", "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"},
+]
+
+
+def test_nvidia_smi_gpu_is_found_through_cuda_visible_devices_and_order():
+    assert pick_smi_row(GPUS, 0, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"})["index"] == "0"
+    assert pick_smi_row(GPUS, 0, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1"})["index"] == "1"
+    assert pick_smi_row(GPUS, 0, {"CUDA_VISIBLE_DEVICES": "GPU-bbbb"})["index"] == "1"  # a UUID prefix: any order
+    assert pick_smi_row(GPUS, 1, {"CUDA_VISIBLE_DEVICES": "0"}) is None  # only one visible
+    # CUDA's default order is fastest first, nvidia-smi's is PCI: with different GPUs it cannot be told
+    assert pick_smi_row(GPUS, 0, {}) is None
+    same = [{**GPUS[0], "index": str(i), "uuid": f"GPU-{i}"} for i in range(2)]
+    assert pick_smi_row(same, 1, {})["name"] == "NVIDIA A100-SXM4-80GB"  # identical GPUs: either will do
+    assert pick_smi_row(same, 2, {}) is None
+
+
+def test_engines_get_a_batch_one_profile_and_a_batch_profile():
+    inputs = [{"name": "z", "shape": ["batch", 16]}, {"name": "b", "shape": ["batch", 4]}]
+    single, batch = batch_profiles(inputs, max_batch=16, opt_batch=8)
+    assert single == {"z": [[1, 16], [1, 16], [1, 16]], "b": [[1, 4], [1, 4], [1, 4]]}
+    assert batch["z"] == [[1, 16], [8, 16], [16, 16]]
+    assert batch_profiles(inputs, max_batch=1, opt_batch=1) == [single]
+
+
+class StandInBuilderConfig:
+    """The two IBuilderConfig calls of the timing cache (TensorRT does not run here): a saved cache
+    is refused as one from another GPU would be (``set_timing_cache`` returns False)."""
+
+    def __init__(self, refuse: bytes):
+        self.refuse, self.created, self.attached = refuse, [], []
+
+    def create_timing_cache(self, data: bytes):
+        self.created.append(bytes(data))
+        return {"from": bytes(data)}
+
+    def set_timing_cache(self, cache, ignore_mismatch: bool) -> bool:
+        self.attached.append((cache["from"], ignore_mismatch))
+        return cache["from"] != self.refuse
+
+
+def test_a_refused_timing_cache_is_replaced_by_a_fresh_one(tmp_path, capfd):
+    path = tmp_path / "timing.cache"
+    path.write_bytes(b"cache of another GPU")
+    config = StandInBuilderConfig(refuse=b"cache of another GPU")
+    assert timing_cache(config, path) == {"from": b""}
+    assert config.attached == [(b"cache of another GPU", False), (b"", False)]  # never ignore_mismatch=True
+    assert "starting a fresh timing cache" in capfd.readouterr().err
+    path.write_bytes(b"cache of this GPU")
+    assert timing_cache(StandInBuilderConfig(refuse=b"other"), path) == {"from": b"cache of this GPU"}

@@ -19,6 +19,16 @@ def test_import_mnm_and_runtime_without_torch():
     assert result.stdout.strip() == "ok"
 
 
+def test_every_name_the_runtime_exports_resolves_without_torch():
+    result = run_python(
+        "import mnm.runtime as r; [getattr(r, name) for name in r.__all__]; "
+        "import sys; assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]; print('ok')",
+        block_torch=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_cli_help_without_torch():
     result = run_cli("--help", block_torch=True)
     assert result.returncode == 0, result.stderr
