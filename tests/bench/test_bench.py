@@ -133,7 +133,13 @@ def test_compare_reference_tiny(tmp_path):
     assert report["precision"] in ("int8", "fp32")
     passed = sorted(g for g, r in report["int8_quality"]["graphs"].items() if r["precision"] == "int8")
     assert report["int8_graphs"] == (passed if report["precision"] == "int8" else [])
-    for head in (report, report["fp32"]):
+    heads = {"fp32": report["fp32"], **({"int8": report["int8"]} if report["int8"] else {})}
+    assert (report["int8"] is not None) == bool(passed)  # an int8 run only with graphs that passed their gate
+    overall = {name: math.prod(h[k] for k in ("single_mix_speedup", "grid_speedup", "img2gif_speedup"))
+               for name, h in heads.items()}
+    assert report["precision"] == max(overall, key=overall.get)  # the faster overall of those that passed
+    assert {k: report[k] for k in heads[report["precision"]]} == heads[report["precision"]]
+    for head in (report, *heads.values()):
         for key in ("single_mix_speedup", "grid_speedup", "img2gif_speedup", "img2gif_fps",
                     "img2gif_feature_speedup", "img2gif_feature_fps"):
             assert math.isfinite(head[key]) and head[key] > 0, key
@@ -167,8 +173,13 @@ def test_compare_reference_tiny(tmp_path):
         for r in entry["batches"].values():
             best = max(peak["peak_gflops"], r["peak_alongside_gflops"])
             assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / best)
-    targets = {(t["precision"], t["target"]) for t in report["targets"]}
-    assert {("fp32", "single_mix_speedup"), ("fp32", "grid_speedup"), ("fp32", "img2gif_speedup")} <= targets
+    targets = {(t["precision"], t["target"]): t for t in report["targets"]}
+    for name, head in heads.items():
+        for key in ("single_mix_speedup", "grid_speedup", "img2gif_speedup"):
+            row = targets[(name, key)]
+            assert row["value"] == head[key] and row["met"] == (head[key] >= row["goal"])
+    g_child_8 = report["fp32"]["fraction_of_peak"]["g_child"]["8"]
+    assert targets[("fp32", "fraction_of_peak.g_child.8")]["value"] == g_child_8
     assert report["profile"]["g_child"]["ops"] and report["profile"]["g_child"]["kernel_ms_per_run"] > 0
     text = md.read_text()
     assert "my analysis" in text and "# old" not in text
