@@ -148,7 +148,7 @@ def test_compare_reference_tiny(tmp_path):
             assert set(per_batch) == {"1", "8"}
             assert all(math.isfinite(v) and v > 0 for v in per_batch.values())
     assert set(report["scenarios"]) == SCENARIOS
-    variants = {"baseline", "fp32", "concurrent"} | ({"int8"} if report["precision"] == "int8" else set())
+    variants = {"baseline", "fp32", "concurrent"} | set(heads)
     for s in report["scenarios"].values():
         assert set(s["runtimes"]) == variants
         for v in variants:
