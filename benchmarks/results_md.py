@@ -17,6 +17,8 @@ VARIANT_TITLES = {
     "concurrent": "fp32 + independent graph runs side by side",
     "int8": "fp32 + INT8 graphs that passed their gate (the int8 result)",
 }
+SHORT_TITLES = {"single_mix": "single mix", "grid": "grid 4x4x4", "img2gif_code": "img2gif code",
+                "img2gif_feature": "img2gif feature"}
 TITLES = {
     "single_mix": "single mix, 4 different references (code mode, batch 1)",
     "grid": "grid 4 backgrounds x 4 poses x 4 textures (64 images)",
@@ -159,7 +161,7 @@ def _lever_lines(report: dict) -> list[str]:
     lines = ["", "## Levers", "",
              "Each lever's own effect: time without it / time with it, from the same interleaved run (scenarios "
              "above; graphs: medians of interleaved runs at batch 1 and 8).", "",
-             "| lever | " + " | ".join(TITLES.get(n, n).split(",")[0] for n in names) + " | graphs (batch 1 / 8) |",
+             "| lever | " + " | ".join(SHORT_TITLES.get(n, n) for n in names) + " | graphs (batch 1 / 8) |",
              "|---|" + "---|" * (len(names) + 1)]
     for row in levers:
         cells = [f"{row['scenarios'][n]:.2f}x" if n in row["scenarios"] else "—" for n in names]
@@ -176,7 +178,7 @@ def _int8_lines(report: dict) -> list[str]:
         return []
     gate = q["gate"]
     lines = ["", "## INT8 quality gate", "",
-             f"Calibration: {q['calibration']}. Gate per graph: held-out mixes against fp32, PSNR >= "
+             f"Calibration: {_calibration(q['calibration'])}. Gate per graph: held-out mixes against fp32, PSNR >= "
              f"{gate['min_psnr_db']:g} dB and largest pixel difference <= {gate['max_abs_diff']}; together, the same"
              f" and disentanglement scores within {gate['max_disentangle_change']:g}.", "",
              "| graph | PSNR dB | max diff | precision | int8 speed-up batch 1 / 8 | of int8 peak batch 1 / 8 |",
@@ -199,9 +201,19 @@ def _int8_lines(report: dict) -> list[str]:
                      f"{'passed' if c['passed'] else 'failed'} | | |")
     if q.get("disentangle"):
         d = q["disentangle"]
-        lines += ["", f"Disentanglement ({d['pairs']} pairs, code mode): fp32 {d['fp32']}, INT8 {d['int8']}; "
-                  f"largest change {d['max_change']}."]
+        lines += ["", f"Disentanglement ({d['pairs']} pairs, code mode): fp32 {_scores(d['fp32'])}; INT8 "
+                  f"{_scores(d['int8'])}; largest change {d['max_change']}."]
     return lines
+
+
+def _calibration(c: dict) -> str:
+    """``synthetic (mnm data synth ...), 64 images calibrate, 16 held out``."""
+    source = f"{c['kind']} ({c['command']})" if c.get("command") else f"{c['kind']} {c.get('path', '')}".strip()
+    return f"{source}, {c['calibration_images']} images calibrate, {c['held_out_images']} held out"
+
+
+def _scores(scores: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in scores.items())
 
 
 def peak_sources(peak: dict) -> str:
