@@ -1,17 +1,25 @@
 """The runtime against the PyTorch reference procedure, on the same weights, in one interleaved run.
 
-(a) The reference procedure (DESIGN §6) is the authors' per-image procedure with our networks in
-    PyTorch eager mode: every reference image of an output goes through all four encoders, then
-    the whole generator runs, for each output image. For img2gif it does that per frame for the
-    frame and the static image (nothing cached). Both sides use the same networks, so the
-    joint-conv rewrite of DESIGN §4 is in both.
+(a) The reference procedure is the authors' per-image procedure with our networks in PyTorch
+    eager mode: every reference image of an output goes through all four encoders, then the whole
+    generator runs, for each output image. For img2gif it does that per frame for the frame and
+    the static image (nothing cached). Both sides use the same networks, so the code-conv rewrite
+    (docs/export-rewrites.md) is in both.
 (b) The runtime is ``mnm.runtime.Pipeline`` on onnxruntime CPU: encoders only for the codes a
-    request needs, each reference once, cached stages, g_child per combination.
+    request needs, each reference once, cached stages, g_child per combination; in the four
+    variants of ``levers.py``: the baseline (graphs without the phase rewrites of
+    docs/export-rewrites.md), fp32 (with them), concurrent (fp32 with independent graph runs side
+    by side) and int8 (fp32 with the INT8 graphs that passed their gate, docs/int8.md).
 
-Each scenario alternates (a) and (b) every repeat after warm-up, so both see the same machine
-load; the reported ratios are of medians. torch threads = onnxruntime threads = physical cores.
-Without ``--bundle`` a random-init bundle of ``--preset`` is exported first; with one, the torch
-twin is rebuilt from its manifest's source (the random-init seed, or the checkpoint).
+The top-level keys are those of the precision that ran fastest overall among those that passed
+their gate (``best_precision``), named by ``precision``; ``fp32`` and ``int8`` hold each run's.
+
+Each scenario alternates (a) and every variant of (b) every repeat after warm-up, so all see the
+same machine load; the reported ratios are of medians, and each lever's own effect is the ratio of
+the variants without and with it in that same run. torch threads = onnxruntime threads = physical
+cores. Without ``--bundle`` the random-init bundles of ``--preset`` are exported first (without
+and with the rewrites, the latter with INT8 graphs); with one, the torch twin is rebuilt from its
+manifest's source (the random-init seed, or the checkpoint).
 
     python benchmarks/compare_reference.py --preset paper --json benchmarks/results/cpu-paper.json \\
         --markdown benchmarks/RESULTS.md
@@ -24,21 +32,16 @@ import contextlib
 import json
 import shlex
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from levers import backend_options, graph_levers, int8_fractions, lever_rows, open_bundles, variant_pipelines
 
-TARGETS = {  # the issue's targets on the 2-core CPU, paper preset, fp32, onnxruntime CPU
-    "single_mix_speedup": 8.0,
-    "grid_speedup": 20.0,
-    "img2gif_speedup": 6.0,
-    "fraction_of_peak.g_child.8": 0.5,
-    "fraction_of_peak.g_background.8": 0.5,
+TARGETS = {  # the issue's targets on the 2-core CPU, paper preset, onnxruntime CPU, per precision
+    "fp32": {"single_mix_speedup": 8.0, "grid_speedup": 20.0, "img2gif_speedup": 8.0,
+             "fraction_of_peak.g_child.8": 0.6},
+    "int8": {"single_mix_speedup": 10.0, "grid_speedup": 25.0, "img2gif_speedup": 10.0},
 }
-
-
 def reference_procedures(modules, inputs, cfg, device: str = "cpu") -> dict:
     """Scenario name → callable running the PyTorch reference procedure on ``inputs``
     (``mnm.runtime.bench.ScenarioInputs``); each returns uint8 images like the runtime (which
@@ -133,31 +136,48 @@ def _max_abs_diff(name: str, reference_out, runtime_out) -> int:
     return int(np.abs(np.asarray(reference_out, np.int16) - np.asarray(runtime_out, np.int16)).max())
 
 
-def compare(bundle, modules, opts, log) -> dict:
-    """Interleaved timings of every scenario: reference vs runtime, with their ratios.
+def _max_abs_diff_images(name: str, a, b) -> int:
+    """Largest difference (0-255) between two runtime variants' images."""
+    if name == "grid":
+        a, b = np.stack([cell.image for cell in a.cells]), np.stack([cell.image for cell in b.cells])
+    return int(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max())
 
-    The first, untimed run of each side is a warm-up whose images are compared. The grid gets no
+
+def compare(bundles: dict, modules, opts, log) -> dict:
+    """Interleaved timings of every scenario: the reference and every runtime variant, with ratios.
+
+    The first, untimed run of each side is a warm-up whose images are compared (the fp32 variants
+    must agree with the reference; the int8 variant's difference is recorded). The grid gets no
     further warm-up (one reference grid is 64 reference mixes: a minute at paper scale on a CPU).
     """
     from mnm.runtime.bench import ScenarioInputs, interleaved, scenarios, summarize
-    from mnm.runtime.pipeline import Pipeline
 
-    cfg = bundle.config
+    cfg = bundles["main"].config
     inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
-    pipeline = Pipeline(bundle, backend=opts.backend, **_backend_options(opts))
-    runtime = scenarios(pipeline, inputs)
+    pipelines = variant_pipelines(bundles, opts)
+    runtime = {name: scenarios(pipe, inputs) for name, pipe in pipelines.items()}
     reference = reference_procedures(modules, inputs, cfg, opts.device)
-    result = {"runtime_backend": pipeline.backend.description, "agreement_max_abs_uint8": {}, "scenarios": {}}
+    result = {"backends": {name: pipe.backend.description for name, pipe in pipelines.items()}, "scenarios": {}}
     for name, ref_fn in reference.items():
-        rt = runtime[name]
         n = opts.grid_repeats if name == "grid" else opts.repeats
-        log(f"{name}: warm-up, then {n} interleaved repeats")
-        result["agreement_max_abs_uint8"][name] = _max_abs_diff(name, ref_fn(), rt.run())
+        log(f"{name}: warm-up, then {n} interleaved repeats of the reference and {len(runtime)} runtime variants")
+        ref_images = ref_fn()
+        first = {variant: sc[name].run() for variant, sc in runtime.items()}
+        agreement = {v: _max_abs_diff(name, ref_images, images) for v, images in first.items()}
+        if "int8" in first:
+            agreement["int8_vs_fp32"] = _max_abs_diff_images(name, first["fp32"], first["int8"])
         more = 0 if name == "grid" else opts.warmup - 1
-        times = interleaved({"reference": ref_fn, "runtime": rt.run}, n, more)
-        ref, run = summarize(times["reference"], rt.images), summarize(times["runtime"], rt.images)
-        result["scenarios"][name] = {"reference": ref, "runtime": run, "speedup": ref["median_ms"] / run["median_ms"]}
-    pipeline.close()
+        fns = {"reference": ref_fn, **{variant: sc[name].run for variant, sc in runtime.items()}}
+        times = interleaved(fns, n, more)
+        images = runtime["fp32"][name].images
+        ref = summarize(times["reference"], images)
+        runs = {variant: summarize(times[variant], images) for variant in runtime}
+        result["scenarios"][name] = {
+            "reference": ref, "runtimes": runs, "agreement_max_abs_uint8": agreement,
+            "speedups": {variant: ref["median_ms"] / r["median_ms"] for variant, r in runs.items()},
+        }
+    for pipe in pipelines.values():
+        pipe.close()
     return result
 
 
@@ -170,7 +190,7 @@ def components(bundle, modules, opts) -> dict:
     from mnm.runtime.bench import graph_inputs, interleaved, summarize
 
     generator, encoders, _ = modules
-    backend = create(bundle, opts.backend, **_backend_options(opts))
+    backend = create(bundle, opts.backend, precision="fp32", **backend_options(opts))
     rng = np.random.default_rng(0)
     enc_feeds = graph_inputs(bundle, "enc_z", 1, rng)
     z = graph_inputs(bundle, "g_background", 1, rng)
@@ -202,37 +222,61 @@ def components(bundle, modules, opts) -> dict:
     return {name: summarize(t) for name, t in times.items()}
 
 
-def headline(result: dict, graphs: dict) -> dict:
-    """The keys the issue asks for, from the detailed results."""
+def headline(result: dict, variant: str, fractions: dict) -> dict:
+    """The keys the issue asks for, for one runtime variant."""
     s = result["scenarios"]
+
+    def speedup(name: str) -> float:
+        return s[name]["speedups"][variant]
+
+    def rate(name: str) -> float:
+        return s[name]["runtimes"][variant]["images_per_s"]
+
     out = {
-        "single_mix_speedup": s["single_mix"]["speedup"],
-        "grid_speedup": s["grid"]["speedup"],
-        "img2gif_speedup": s["img2gif_code"]["speedup"],
-        "img2gif_fps": s["img2gif_code"]["runtime"]["images_per_s"],
+        "single_mix_speedup": speedup("single_mix"),
+        "grid_speedup": speedup("grid"),
+        "img2gif_speedup": speedup("img2gif_code"),
+        "img2gif_fps": rate("img2gif_code"),
         "reference_img2gif_fps": s["img2gif_code"]["reference"]["images_per_s"],
-        "single_mix_images_per_s": s["single_mix"]["runtime"]["images_per_s"],
-        "grid_images_per_s": s["grid"]["runtime"]["images_per_s"],
+        "single_mix_images_per_s": rate("single_mix"),
+        "grid_images_per_s": rate("grid"),
         "reference_images_per_s": s["single_mix"]["reference"]["images_per_s"],
     }
     if "img2gif_feature" in s:
-        out["img2gif_feature_speedup"] = s["img2gif_feature"]["speedup"]
-        out["img2gif_feature_fps"] = s["img2gif_feature"]["runtime"]["images_per_s"]
-    out["fraction_of_peak"] = {
-        g: {b: r["fraction_of_peak"] for b, r in entry["batches"].items()} for g, entry in graphs.items()
-    }
+        out["img2gif_feature_speedup"] = speedup("img2gif_feature")
+        out["img2gif_feature_fps"] = rate("img2gif_feature")
+    out["fraction_of_peak"] = fractions
     return out
 
 
-def check_targets(head: dict) -> list[dict]:
-    """Each target with the measured value and whether it was met."""
+SPEEDUP_KEYS = ("single_mix_speedup", "grid_speedup", "img2gif_speedup")
+
+
+def best_precision(heads: dict) -> str:
+    """The precision whose run was fastest overall (geometric mean of the three speed-ups).
+
+    Only precisions that passed their gate are in ``heads``: the int8 variant exists only with INT8
+    graphs that passed, and it runs the others in fp32. A slower int8 run leaves fp32 on top."""
+    def overall(name: str) -> float:
+        return float(np.prod([heads[name][k] for k in SPEEDUP_KEYS])) ** (1 / len(SPEEDUP_KEYS))
+
+    return max(heads, key=overall)
+
+
+def fp32_fractions(graphs: dict) -> dict:
+    return {g: {b: r["fraction_of_peak"] for b, r in entry["batches"].items()} for g, entry in graphs.items()}
+
+
+def check_targets(head: dict, precision: str) -> list[dict]:
+    """Each target of ``precision`` with the measured value and whether it was met."""
     rows = []
-    for key, target in TARGETS.items():
+    for key, target in TARGETS[precision].items():
         value = head
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if value is not None:
-            rows.append({"target": key, "goal": target, "value": value, "met": value >= target})
+            rows.append({"precision": precision, "target": key, "goal": target, "value": value,
+                         "met": value >= target})
     return rows
 
 
@@ -240,6 +284,10 @@ def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(description="Runtime vs the PyTorch reference procedure, interleaved.")
     parser.add_argument("--preset", default="paper", help="Model preset of the random-init bundle (paper, lite, tiny).")
     parser.add_argument("--bundle", help="Benchmark this bundle instead of exporting a random-init one.")
+    parser.add_argument("--baseline-bundle",
+                        help="With --bundle: the same weights exported without the phase rewrites "
+                        "(mnm.export.export_bundle(..., rewrites=())), for the rewrites lever.")
+    parser.add_argument("--calibrate", help="INT8 calibration images of the exported bundle [default: synthetic].")
     parser.add_argument("--seed", type=int, default=0, help="Weight seed of the exported random-init bundle.")
     parser.add_argument("--repeats", type=int, default=5, help="Interleaved timed repeats per scenario.")
     parser.add_argument("--grid-repeats", type=int, help="Repeats of the 64-image grid [default: --repeats].")
@@ -282,20 +330,19 @@ def main(argv: list[str] | None = None) -> int:
 
         write_results(args.markdown, report, args.json)
     keys = ("single_mix_speedup", "grid_speedup", "img2gif_speedup", "img2gif_fps")
-    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    print(json.dumps({"precision": report["precision"], **{k: report[k] for k in keys},
+                      "fp32": {k: report["fp32"][k] for k in keys}}, indent=2))
     return 0
 
 
 def run(args, command: str) -> dict:
     import torch
-    from peak import cuda_product, details, measure_peak, ort_product
+    from peak import cuda_product, details, measure_int8_peak, measure_peak, ort_int8_product, ort_product
     from roofline import profile_graph, roofline
 
-    from mnm.config import resolve_config
     from mnm.errors import MnmError
     from mnm.provenance import utc_now
     from mnm.runtime.backends import create
-    from mnm.runtime.bundle import Bundle
     from mnm.runtime.machine import load_average, usable_cores
 
     args.threads = args.threads or usable_cores()
@@ -309,52 +356,62 @@ def run(args, command: str) -> dict:
         print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
 
     with contextlib.ExitStack() as stack:
-        if args.bundle:
-            bundle = Bundle.open(args.bundle)
-        else:
-            from mnm.export import export_random
-
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mnm-compare-"))) / "bundle"
-            log(f"exporting a random-init {args.preset} bundle (seed {args.seed})")
-            export_random(resolve_config(args.preset), folder, seed=args.seed, preset=args.preset)
-            bundle = Bundle.open(folder)
-        modules = torch_modules(bundle)
-        peak_device = "cpu" if args.backend == "ort-cpu" else args.device
-        log(f"measuring the fp32 peak ({peak_device})")
+        bundles = open_bundles(args, stack, log)
+        main = bundles["main"]
+        modules = torch_modules(main)
+        cpu = args.backend == "ort-cpu"
+        peak_device = "cpu" if cpu else args.device
+        log(f"measuring the fp32 peak ({peak_device})" + (" and the int8 peak" if cpu else ""))
         peak = measure_peak(args.peak_size, threads=args.threads, device=peak_device)
+        int8_peak = measure_int8_peak(args.peak_size, threads=args.threads) if cpu else None
         log(f"reference (torch eager, {args.device}) vs runtime ({args.backend}), interleaved")
-        result = compare(bundle, modules, args, log)
+        result = compare(bundles, modules, args, log)
+        log("graph levers: each graph before the rewrites, with them, and in INT8, interleaved")
+        levers = graph_levers(bundles, args, ort_int8_product(args.peak_size, args.threads) if cpu else None)
         log("components: one encoder and the generator, torch eager vs the runtime backend")
-        parts = components(bundle, modules, args)
+        parts = components(main, modules, args)
         log("roofline: every graph at batch 1 and 8, interleaved with the peak's matrix product")
-        backend = create(bundle, args.backend, **_backend_options(args))
-        if peak_device == "cpu":
-            product = ort_product(peak["size"], args.threads)
-        else:
-            product = cuda_product(peak["size"], peak_device)
-        graphs = roofline(bundle, backend, peak, product, (1, 8), args.roofline_repeats, 2)
+        backend = create(main, args.backend, precision="fp32", **backend_options(args))
+        product = ort_product(peak["size"], args.threads) if peak_device == "cpu" else cuda_product(
+            peak["size"], peak_device)
+        graphs = roofline(main, backend, peak, product, (1, 8), args.roofline_repeats, 2)
         backend.close()
         profile = {}
-        if args.backend == "ort-cpu" and not args.no_profile:
+        if cpu and not args.no_profile:
             log("onnxruntime operator profile of every graph at batch 8")
-            profile = {g: profile_graph(bundle, g, 8, threads=args.threads) for g in bundle.graphs}
-        head = headline(result, graphs)
+            profile = {g: profile_graph(main, g, 8, threads=args.threads) for g in main.graphs}
+        heads = {"fp32": headline(result, "fp32", fp32_fractions(graphs))}
+        if "int8" in result["backends"]:
+            heads["int8"] = headline(result, "int8", int8_fractions(main, levers, int8_peak,
+                                                                     heads["fp32"]["fraction_of_peak"]))
+        precision = best_precision(heads)
         report = {
-            **head,
+            **heads[precision],
+            "precision": precision,
+            "int8_graphs": sorted(main.graphs_int8) if precision == "int8" else [],
+            "fp32": heads["fp32"],
+            "int8": heads.get("int8"),
             "format": "mnm-compare-reference",
+            "format_version": 2,
             "created": utc_now(),
             "command": command,
             "preset": None if args.bundle else args.preset,
             "bundle": args.bundle,
-            "config": bundle.config.to_dict(),
-            "source": bundle.manifest.get("source"),
+            "config": main.config.to_dict(),
+            "source": main.manifest.get("source"),
+            "rewrites": main.manifest.get("rewrites"),
             "settings": {"repeats": args.repeats, "grid_repeats": args.grid_repeats, "warmup": args.warmup,
                          "roofline_repeats": args.roofline_repeats, "threads": args.threads,
                          "backend": args.backend, "reference_device": args.device},
             "machine": machine,
-            "targets": check_targets(head) if args.backend == "ort-cpu" else [],
+            "targets": [row for name, head in heads.items() for row in check_targets(head, name)],
             "peak": peak,
+            "int8_peak": int8_peak,
+            "runtime_backend": result["backends"].get(precision),
             **result,
+            "levers": lever_rows(result, levers),
+            "graph_levers": levers,
+            "int8_quality": main.manifest.get("int8"),
             "components": parts,
             "graphs": graphs,
             "profile": profile,
@@ -363,11 +420,6 @@ def run(args, command: str) -> dict:
         }
     log("done")
     return report
-
-
-def _backend_options(opts) -> dict:
-    """torch and onnxruntime CPU get the same thread count."""
-    return {"threads": opts.threads} if opts.backend.startswith("ort") else {}
 
 
 if __name__ == "__main__":

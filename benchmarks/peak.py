@@ -38,28 +38,48 @@ def numpy_product(size: int = PEAK_SIZE):
 def ort_product(size: int = PEAK_SIZE, threads: int | None = None):
     """A callable running an onnxruntime MatMul of two size×size fp32 inputs with the runtime's
     session options (the kernels and threads the graphs get)."""
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal((size, size), dtype=np.float32) for n in ("a", "b")}
+    return _ort_matmul("MatMul", feeds, "float32", threads)
+
+
+def ort_int8_product(size: int = PEAK_SIZE, threads: int | None = None):
+    """A callable running an onnxruntime MatMulInteger (uint8 × int8 → int32, the kernels of the INT8
+    graphs' convolutions) of two size×size inputs with the runtime's session options."""
+    rng = np.random.default_rng(0)
+    feeds = {"a": rng.integers(0, 256, (size, size), dtype=np.uint8),
+             "b": rng.integers(-128, 128, (size, size), dtype=np.int8)}
+    return _ort_matmul("MatMulInteger", feeds, "int32", threads)
+
+
+def _ort_matmul(op: str, feeds: dict[str, np.ndarray], out_dtype: str, threads: int | None):
+    """A one-node graph ``y = op(a, b)`` in an onnxruntime session; returns a callable running it."""
     import onnx
     import onnxruntime as ort
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     from mnm.runtime.backends.ort import session_options
 
-    shape = [size, size]
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["y"])],
-        "peak",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("a", "b")],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
-    )
+    def value(name: str, dtype, shape) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(shape))
+
+    shape = (feeds["a"].shape[0], feeds["b"].shape[1])
+    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "peak",
+                              [value(n, a.dtype, a.shape) for n, a in feeds.items()], [value("y", out_dtype, shape)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = min(model.ir_version, 10)
     onnx.checker.check_model(model)
     sess = ort.InferenceSession(
         model.SerializeToString(), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
     )
-    rng = np.random.default_rng(0)
-    feeds = {n: rng.standard_normal(shape, dtype=np.float32) for n in ("a", "b")}
     return lambda: sess.run(None, feeds)
+
+
+def measure_int8_peak(size: int = PEAK_SIZE, repeats: int = 10, warmup: int = 2, threads: int | None = None) -> dict:
+    """Median GOP/s (2 ops per multiply-accumulate, as for fp32) of onnxruntime's uint8 × int8 product."""
+    numbers = _gflops(measure(ort_int8_product(size, threads), repeats, warmup), size)
+    return {"onnxruntime_int8": numbers, "peak_gflops": numbers["gflops"], "peak_from": "onnxruntime_int8",
+            "size": size}
 
 
 def cuda_product(size: int = 4 * PEAK_SIZE, device: str = "cuda"):

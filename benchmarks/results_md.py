@@ -11,6 +11,14 @@ from mnm.atomic import write_text
 NOTES_BEGIN = "<!-- NOTES: hand-written, kept when this file is regenerated -->"
 NOTES_END = "<!-- END NOTES -->"
 DEFAULT_NOTES = "(no notes yet)"
+VARIANT_TITLES = {
+    "baseline": "no phase rewrites (the runtime before these levers)",
+    "fp32": "+ phase rewrites (the fp32 result)",
+    "concurrent": "fp32 + independent graph runs side by side",
+    "int8": "fp32 + INT8 graphs that passed their gate (the int8 result)",
+}
+SHORT_TITLES = {"single_mix": "single mix", "grid": "grid 4x4x4", "img2gif_code": "img2gif code",
+                "img2gif_feature": "img2gif feature"}
 TITLES = {
     "single_mix": "single mix, 4 different references (code mode, batch 1)",
     "grid": "grid 4 backgrounds x 4 poses x 4 textures (64 images)",
@@ -46,7 +54,8 @@ def render(report: dict, notes: str = DEFAULT_NOTES, json_path: str | None = Non
         f"- Libraries: {libs}; numpy BLAS {m.get('numpy_blas', '?')}.",
         f"- Model: {model} (S={cfg['image_size']}, ngf={cfg['ngf']}, ndf={cfg['ndf']}, N_p={cfg['n_parent']}, "
         f"N_c={cfg['n_child']}), weights {_source(report['source'])}; runtime: {report['runtime_backend']}; "
-        f"reference: PyTorch eager on {s['reference_device']}.",
+        f"reference: PyTorch eager on {s['reference_device']}; export rewrites: "
+        f"{', '.join(report.get('rewrites') or []) or 'none recorded'}.",
         f"- Timing: {s['threads']} threads for torch and onnxruntime; medians of {s['repeats']} interleaved repeats "
         f"({s['grid_repeats']} for the grid) after {s['warmup']} warm-up run(s); graph latencies: medians of "
         f"{s['roofline_repeats']}. Whole run: {report['duration_s'] / 60:.1f} min; load average (1, 5, 15 min) "
@@ -55,34 +64,44 @@ def render(report: dict, notes: str = DEFAULT_NOTES, json_path: str | None = Non
         "",
         "## Targets",
         "",
-        "| target | goal | measured | met |",
-        "|---|---|---|---|",
+        f"Top-level result: precision `{report['precision']}`"
+        + (f" (INT8 graphs: {', '.join(report['int8_graphs'])}; the others fp32)" if report["int8_graphs"] else "")
+        + " (the faster overall of the precisions that passed their gate: geometric mean of the three speed-ups)"
+        + "; the fp32 result is under `fp32` in the JSON, the int8 one under `int8`.",
+        "",
+        "| precision | target | goal | measured | met |",
+        "|---|---|---|---|---|",
     ]
     for row in report["targets"]:
         unit = "of peak" if row["target"].startswith("fraction") else "x"
         goal = f"{row['goal']:.0%} {unit}" if unit == "of peak" else f"{row['goal']:g}x"
         value = f"{row['value']:.0%} {unit}" if unit == "of peak" else f"{row['value']:.1f}x"
-        lines.append(f"| `{row['target']}` | {goal} | {value} | {'yes' if row['met'] else '**no**'} |")
+        met = "yes" if row["met"] else "**no**"
+        lines.append(f"| {row['precision']} | `{row['target']}` | {goal} | {value} | {met} |")
     lines += [
         "",
         "## PyTorch reference procedure vs the runtime",
         "",
-        "Same weights on both sides; the joint-conv rewrite of DESIGN §4 is in both (it is part of the networks). "
+        "Same weights on both sides; the joint-conv rewrite (`code_conv`) is in both (it is part of the networks). "
         "The reference runs all four encoders on every reference image and then the whole generator, for every "
         "output image (per frame for img2gif: the frame and the static image); the runtime encodes only what a "
-        "request needs, each reference once, and caches the background and shape stages.",
+        "request needs, each reference once, and caches the background and shape stages. Runtime variants "
+        "(levers): " + ", ".join(f"`{v}`" for v in VARIANT_TITLES) + f" ({_variants_note()}).",
         "",
-        "| scenario | reference median ms | runtime median ms (p95) | runtime images/s | speed-up | max diff (0-255) |",
-        "|---|---|---|---|---|---|",
+        "| scenario | reference ms | " + " | ".join(f"{v} ms" for v in VARIANT_TITLES) + " | speed-up fp32 | "
+        "speed-up int8 | max diff vs reference (int8 vs fp32) |",
+        "|---|---|" + "---|" * len(VARIANT_TITLES) + "---|---|---|",
     ]
-    agree = report.get("agreement_max_abs_uint8", {})
     for name, r in report["scenarios"].items():
-        rt = r["runtime"]
-        rate = f"{rt['images_per_s']:.1f}" + (" fps" if name.startswith("img2gif") else "")
-        lines.append(
-            f"| {TITLES.get(name, name)} | {r['reference']['median_ms']:.1f} | {rt['median_ms']:.1f} "
-            f"({rt['p95_ms']:.1f}) | {rate} | {r['speedup']:.1f}x | {agree.get(name, '')} |"
-        )
+        runs, speedups, agree = r["runtimes"], r["speedups"], r["agreement_max_abs_uint8"]
+        cells = [f"{runs[v]['median_ms']:.1f}" if v in runs else "—" for v in VARIANT_TITLES]
+        rate = " fps" if name.startswith("img2gif") else " img/s"
+        fp32 = f"{speedups['fp32']:.1f}x ({runs['fp32']['images_per_s']:.1f}{rate})"
+        int8 = f"{speedups['int8']:.1f}x ({runs['int8']['images_per_s']:.1f}{rate})" if "int8" in runs else "—"
+        diff = str(agree.get("fp32", "")) + (f" ({agree['int8_vs_fp32']})" if "int8_vs_fp32" in agree else "")
+        lines.append(f"| {TITLES.get(name, name)} | {r['reference']['median_ms']:.1f} | " + " | ".join(cells)
+                     + f" | {fp32} | {int8} | {diff} |")
+    lines += _lever_lines(report) + _int8_lines(report)
     c = report["components"]
     lines += [
         "",
@@ -98,7 +117,11 @@ def render(report: dict, notes: str = DEFAULT_NOTES, json_path: str | None = Non
         f"Peak fp32: {peak['peak_gflops']:.1f} GFLOP/s up front, the highest of {peak_sources(peak)} on "
         f"{peak['size']}x{peak['size']} matrices (medians){_alongside(report['graphs'])}. Fraction of peak = "
         "2 x MACs x batch / latency / peak, taking the higher of the two peaks; MACs per image are counted "
-        "from the ONNX graphs (manifest `macs_per_image`).",
+        "from the ONNX graphs (manifest `macs_per_image`)."
+        + (f" INT8 peak: {report['int8_peak']['peak_gflops']:.1f} GOP/s (onnxruntime uint8 x int8 MatMulInteger, "
+           "2 ops per multiply-accumulate): the INT8 table below gives each INT8 graph's fraction of the higher "
+           "of it and the same product timed alongside the graph; the table here is the fp32 graphs."
+           if report.get("int8_peak") else ""),
         "",
         "| graph | GMAC/image | batch 1 ms | GFLOP/s | of peak | batch 8 ms | GFLOP/s | of peak |",
         "|---|---|---|---|---|---|---|---|",
@@ -123,6 +146,74 @@ def render(report: dict, notes: str = DEFAULT_NOTES, json_path: str | None = Non
             lines.append(f"| {name} | {prof['kernel_ms_per_run']:.1f} | {ops} |")
     lines += ["", "## Notes", "", NOTES_BEGIN, notes, NOTES_END, ""]
     return "\n".join(lines)
+
+
+def _variants_note() -> str:
+    return "; ".join(f"`{v}`: {t}" for v, t in VARIANT_TITLES.items())
+
+
+def _lever_lines(report: dict) -> list[str]:
+    """One row per lever: the runtime's time without it over the time with it, same run."""
+    levers = report.get("levers") or []
+    if not levers:
+        return []
+    names = list(report["scenarios"])
+    lines = ["", "## Levers", "",
+             "Each lever's own effect: time without it / time with it, from the same interleaved run (scenarios "
+             "above; graphs: medians of interleaved runs at batch 1 and 8).", "",
+             "| lever | " + " | ".join(SHORT_TITLES.get(n, n) for n in names) + " | graphs (batch 1 / 8) |",
+             "|---|" + "---|" * (len(names) + 1)]
+    for row in levers:
+        cells = [f"{row['scenarios'][n]:.2f}x" if n in row["scenarios"] else "—" for n in names]
+        graphs = ", ".join(f"{g} {v.get('1', 0):.2f}x / {v.get('8', 0):.2f}x" for g, v in row["graphs"].items()
+                           if any(abs(x - 1) > 0.0 for x in v.values()))
+        lines.append(f"| {row['lever']}: {row['what']} | " + " | ".join(cells) + f" | {graphs or '—'} |")
+    return lines
+
+
+def _int8_lines(report: dict) -> list[str]:
+    """The INT8 gate's measurements (manifest ``int8``) and the INT8 graphs' speed."""
+    q = report.get("int8_quality")
+    if not q:
+        return []
+    gate = q["gate"]
+    lines = ["", "## INT8 quality gate", "",
+             f"Calibration: {_calibration(q['calibration'])}. Gate per graph: held-out mixes against fp32, PSNR >= "
+             f"{gate['min_psnr_db']:g} dB and largest pixel difference <= {gate['max_abs_diff']}; together, the same"
+             f" and disentanglement scores within {gate['max_disentangle_change']:g}.", "",
+             "| graph | PSNR dB | max diff | precision | int8 speed-up batch 1 / 8 | of int8 peak batch 1 / 8 |",
+             "|---|---|---|---|---|---|"]
+    levers = report.get("graph_levers", {})
+    for name, r in q["graphs"].items():
+        speed = levers.get(name, {})
+        ratios = [speed[b]["fp32"]["median_ms"] / speed[b]["int8"]["median_ms"]
+                  for b in ("1", "8") if b in speed and "int8" in speed[b]]
+        cell = " / ".join(f"{x:.2f}x" for x in ratios) or "—"
+        int8_run = report.get("int8") or {}
+        fraction = int8_run.get("fraction_of_peak", {}).get(name, {}) if r["precision"] == "int8" else {}
+        of_peak = " / ".join(f"{fraction[b]:.0%}" for b in ("1", "8") if b in fraction) or "—"
+        why = f" ({r['dropped']})" if r.get("dropped") else ""
+        lines.append(f"| {name} | {r['psnr_db']:.1f} | {r['max_abs_diff']} | {r['precision']}{why} | {cell} | "
+                     f"{of_peak} |")
+    if q.get("combined"):
+        c = q["combined"]
+        lines.append(f"| together ({len(c['graphs'])} graphs) | {c['psnr_db']:.1f} | {c['max_abs_diff']} | "
+                     f"{'passed' if c['passed'] else 'failed'} | | |")
+    if q.get("disentangle"):
+        d = q["disentangle"]
+        lines += ["", f"Disentanglement ({d['pairs']} pairs, code mode): fp32 {_scores(d['fp32'])}; INT8 "
+                  f"{_scores(d['int8'])}; largest change {d['max_change']}."]
+    return lines
+
+
+def _calibration(c: dict) -> str:
+    """``synthetic (mnm data synth ...), 64 images calibrate, 16 held out``."""
+    source = f"{c['kind']} ({c['command']})" if c.get("command") else f"{c['kind']} {c.get('path', '')}".strip()
+    return f"{source}, {c['calibration_images']} images calibrate, {c['held_out_images']} held out"
+
+
+def _scores(scores: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in scores.items())
 
 
 def peak_sources(peak: dict) -> str:

@@ -23,12 +23,16 @@ from mnm.atomic import atomic_dir
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
 from mnm.export import fp16 as fp16_graphs
+from mnm.export.int8 import add_int8_graphs
+from mnm.export.int8_gate import Gate
 from mnm.export.macs import count_macs
 from mnm.export.manifest import MANIFEST, graph_entry, new_manifest, write_manifest
 from mnm.export.onnx_graphs import EXPORTER, check_graph, export_graph
 from mnm.export.parity import check_parity
+from mnm.export.rewrites import DEFAULT_REWRITES, REWRITES, check_rewrites, rewrites_in, rewritten
 from mnm.export.specs import FP16_TOLERANCE, FP32_TOLERANCE, ExportModules, GraphSpec, graphs_for, modes_for
 from mnm.export.tensorrt_build import TIMING_CACHE
+from mnm.nn.summary import summarize
 from mnm.progress import track
 
 DEFAULT_OPSET = 18
@@ -64,6 +68,11 @@ def export_bundle(
     max_batch: int = DEFAULT_MAX_BATCH,
     parity_batches: tuple[int, ...] = PARITY_BATCHES,
     parity_seed: int | None = None,
+    rewrites: Sequence[str] = DEFAULT_REWRITES,
+    int8: bool = False,
+    calibrate: str | Path | None = None,
+    int8_gate: Gate | None = None,
+    int8_gates: dict[str, Gate] | None = None,
 ) -> dict:
     """Write the bundle folder ``out`` from ``modules`` = (generator, encoders, extractor or None)
     and return its manifest.
@@ -71,23 +80,33 @@ def export_bundle(
     ``source`` is recorded as is (``{"kind": "checkpoint", "path", "step"}`` or ``{"kind":
     "random-init", "seed"}``). Every graph must match PyTorch to 1e-4 (fp32; fp16: 2e-2 of the
     output scale) on fresh inputs at ``parity_batches``, else nothing is written. ``trt`` then
-    builds engines (profile batch 1..``max_batch``) into the finished bundle.
+    builds engines (profile batch 1..``max_batch``) into the finished bundle. ``rewrites`` names the
+    exact export rewrites (``mnm.export.rewrites``) applied to copies of the modules; parity is
+    always against the modules as given. ``int8`` adds INT8 graphs calibrated on the reference
+    images in ``calibrate`` (a synthetic set when None), each kept only if it passes ``int8_gate``
+    (or its own entry in ``int8_gates``); see docs/int8.md.
     """
     out = Path(out)
     _check_options(out, opset, max_batch)
+    rewrites = check_rewrites(rewrites)
     modules = ExportModules(*modules)
     for module in modules:
         if module is not None:
             module.eval()
+    exported = ExportModules(*(None if m is None else rewritten(m, rewrites) for m in modules))
+    naive_macs = {name: g["macs_naive"] for name, g in summarize(cfg)["graphs"].items()}
     seed = secrets.randbits(31) if parity_seed is None else parity_seed
     rng = np.random.default_rng(seed)
     specs = graphs_for(modules)
     manifest = new_manifest(cfg, modes_for(modules), opset, exporter_versions(), source)
+    manifest["rewrites"] = {name: REWRITES[name] for name in ("code_conv", *rewrites)}
     previous_cache = out / TIMING_CACHE
     with atomic_dir(out) as tmp, track(total=len(specs) * (2 if fp16 else 1), desc="export", unit="graph") as bar:
         for spec in specs:
             bar.set_postfix_str(spec.name)
-            model, entry = _export_checked(spec, modules, cfg, tmp, opset, parity_batches, rng, seed)
+            model, entry = _export_checked(spec, modules, exported, cfg, tmp, opset, parity_batches, rng, seed)
+            entry["rewrites"] = rewrites_in(spec.module(modules), rewrites)
+            entry["macs_per_image_naive"] = naive_macs[spec.name]
             manifest["graphs"][spec.name] = entry
             bar.update()
             if fp16:
@@ -96,6 +115,9 @@ def export_bundle(
                     spec, model, entry, modules, cfg, tmp, parity_batches, rng, seed
                 )
                 bar.update()
+        if int8:
+            add_int8_graphs(tmp, manifest, cfg, None if calibrate is None else Path(calibrate),
+                            int8_gate or Gate(), int8_gates)
         if previous_cache.is_file():  # a rebuild on the same machine reuses the measured timings
             shutil.copyfile(previous_cache, tmp / TIMING_CACHE)
         write_manifest(tmp, manifest)
@@ -149,12 +171,13 @@ def rebuild_command(source: dict, out: Path, fp16: bool) -> str:
     return f"mnm export --preset {preset} --random-init --seed {source.get('seed', 0)} --out {out} --trt{extra}"
 
 
-def _export_checked(spec: GraphSpec, modules, cfg, folder: Path, opset, batches, rng, seed):
-    """Export with the exporter's clean-up; fall back to the plain graph if the clean-up broke parity."""
+def _export_checked(spec: GraphSpec, modules, exported, cfg, folder: Path, opset, batches, rng, seed):
+    """Export ``exported`` (the rewritten copies) with the exporter's clean-up, checked against ``modules``;
+    fall back to the plain graph if the clean-up broke parity."""
     module = spec.module(modules)
     path = folder / f"{spec.name}.onnx"
     for optimize in (True, False):
-        model = export_graph(spec, module, cfg, path, opset, optimize=optimize)
+        model = export_graph(spec, spec.module(exported), cfg, path, opset, optimize=optimize)
         result = check_parity(spec, path, module, modules, cfg, batches, rng)
         worst = max(result["max_abs_diff"], key=result["max_abs_diff"].get)
         if result["max_abs_diff"][worst] <= FP32_TOLERANCE:

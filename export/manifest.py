@@ -69,6 +69,7 @@ def new_manifest(cfg: ModelConfig, modes: list[str], opset: int, exporter: dict,
         "source": source,
         "graphs": {},
         "graphs_fp16": {},
+        "graphs_int8": {},
         "engines": {},
     }
 

@@ -207,7 +207,7 @@ def backend_names(requested: list[str]) -> list[tuple[str, bool]]:
     return list(names.items())
 
 
-def start_pipelines(bundle, names: list[tuple[str, bool]]) -> tuple[dict, dict[str, str]]:
+def start_pipelines(bundle, names: list[tuple[str, bool]], precision: str = "auto") -> tuple[dict, dict[str, str]]:
     """A pipeline per backend that starts (created for real, as ``--backend auto`` would), and why
     each optional one did not."""
     from mnm.runtime.backends import BackendUnavailable, start
@@ -216,11 +216,11 @@ def start_pipelines(bundle, names: list[tuple[str, bool]]) -> tuple[dict, dict[s
     pipelines, skipped = {}, {}
     for name, optional in names:
         if not optional:
-            pipeline = Pipeline(bundle, backend=name)
+            pipeline = Pipeline(bundle, backend=name, precision=precision)
             pipelines[pipeline.backend.name if name == "auto" else name] = pipeline
             continue
         try:
-            pipelines[name] = Pipeline(bundle, backend=start(bundle, name))
+            pipelines[name] = Pipeline(bundle, backend=start(bundle, name, precision=precision))
         except BackendUnavailable as exc:
             skipped[name] = str(exc)
     if not pipelines:
@@ -235,8 +235,9 @@ def run_bench(
     repeats: int = 20,
     warmup: int = 3,
     progress: Callable[[int], object] | None = None,
+    precision: str = "auto",
 ) -> dict:
-    """Benchmark the bundle on each backend; returns the report ``mnm bench --json`` writes.
+    """Benchmark the bundle on each backend at ``precision``; returns the report ``mnm bench --json`` writes.
 
     ``progress(total)`` returns a context manager with ``update()`` (``mnm.progress.track``).
     """
@@ -249,7 +250,7 @@ def run_bench(
         raise MnmError(f"--repeats must be at least 1 and --warmup at least 0 (got {repeats}, {warmup})")
     names = backend_names(list(backends))  # before the bundle is opened: a typo fails at once
     bundle = Bundle.open(bundle_path)
-    pipelines, skipped = start_pipelines(bundle, names)
+    pipelines, skipped = start_pipelines(bundle, names, precision)
     cfg = bundle.config
     inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
     n_scenarios = 2 + len(bundle.modes)
@@ -262,7 +263,8 @@ def run_bench(
         "config": cfg.to_dict(),
         "modes": list(bundle.modes),
         "source": bundle.manifest.get("source"),
-        "settings": {"batches": list(batches), "repeats": repeats, "warmup": warmup, "grid": [GRID_SIDE] * 3},
+        "settings": {"batches": list(batches), "repeats": repeats, "warmup": warmup, "grid": [GRID_SIDE] * 3,
+                     "precision": precision},
         "machine": machine.details(),
         "skipped_backends": skipped,
         "auto_skipped": {name: p.backend.skipped for name, p in pipelines.items() if getattr(p.backend, "skipped", [])},

@@ -20,6 +20,12 @@ FORMAT = "mnm-bundle"
 FORMAT_VERSION = 1
 """The newest manifest format this reader understands."""
 
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+"""What a caller may ask for: ``auto`` is INT8 where the bundle has an INT8 graph (one that passed its
+quality gate at export, docs/int8.md), fp32 elsewhere; ``int8`` the same, refused on a bundle
+without INT8 graphs; ``fp16`` the fp16 graphs."""
+_SECTIONS = {"fp32": "graphs", "fp16": "graphs_fp16", "int8": "graphs_int8"}
+
 CODE_GRAPHS = ("enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "g_child")
 FEATURE_GRAPHS = ("extractor",)
 _HASH_CHUNK = 1 << 20
@@ -35,7 +41,7 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class GraphEntry:
-    """One graph of the manifest (``graphs`` or ``graphs_fp16``)."""
+    """One graph of the manifest (``graphs``, ``graphs_fp16`` or ``graphs_int8``)."""
 
     name: str
     path: Path
@@ -76,7 +82,7 @@ class EngineEntry:
 class Bundle:
     """A verified bundle folder: ``Bundle.open(path)``.
 
-    ``config`` is the model config; ``graphs`` / ``graphs_fp16`` map graph names to entries;
+    ``config`` is the model config; ``graphs`` / ``graphs_fp16`` / ``graphs_int8`` map graph names to entries;
     ``engines`` maps ``<graph>.<precision>`` to engine entries; ``modes`` is what it can run.
     """
 
@@ -92,8 +98,10 @@ class Bundle:
         if not all(mode in ("code", "feature") for mode in self.modes):
             raise MnmError(f"{where}: 'modes' must list code and/or feature, got {manifest['modes']!r}")
         self.graphs = _graph_entries(path, _field(manifest, "graphs", dict, where), where, "graphs")
-        self.graphs_fp16 = _graph_entries(path, _optional(manifest, "graphs_fp16", dict, where) or {}, where,
-                                          "graphs_fp16")
+        self.graphs_fp16, self.graphs_int8 = (
+            _graph_entries(path, _optional(manifest, section, dict, where) or {}, where, section)
+            for section in ("graphs_fp16", "graphs_int8")
+        )
         self.engines = _engine_entries(path, _optional(manifest, "engines", dict, where) or {}, where)
         for mode, needed in (("code", CODE_GRAPHS), ("feature", CODE_GRAPHS + FEATURE_GRAPHS)):
             absent = [g for g in needed if g not in self.graphs]
@@ -123,7 +131,8 @@ class Bundle:
 
     def files(self) -> list[tuple[Path, str]]:
         """Every file the manifest vouches for, with its expected sha256."""
-        entries = [(g.path, g.sha256) for g in (*self.graphs.values(), *self.graphs_fp16.values())]
+        tables = (self.graphs, self.graphs_fp16, self.graphs_int8)
+        entries = [(g.path, g.sha256) for table in tables for g in table.values()]
         entries += [(e.path, e.sha256) for e in self.engines.values()]
         return entries
 
@@ -137,13 +146,38 @@ class Bundle:
             if problem:
                 raise MnmError(f"{path}: {problem}")
 
+    def check_precision(self, precision: str) -> None:
+        """Refuse, in one line, a precision this bundle cannot give."""
+        if precision not in PRECISIONS:
+            raise MnmError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "int8" and not self.graphs_int8:
+            raise MnmError(f"{self.path}: the bundle has no INT8 graphs (export it with --int8); "
+                           "use --precision fp32 or auto")
+        if precision == "fp16" and not self.graphs_fp16:
+            raise MnmError(f"{self.path}: the bundle has no fp16 graphs (export it with --fp16)")
+
+    def precision_of(self, name: str, precision: str) -> str:
+        """The precision graph ``name`` runs at when ``precision`` is asked for."""
+        if precision in ("auto", "int8"):
+            return "int8" if name in self.graphs_int8 else "fp32"
+        return precision
+
     def graph(self, name: str, precision: str = "fp32") -> GraphEntry:
-        table = self.graphs_fp16 if precision == "fp16" else self.graphs
+        self.check_precision(precision)
+        resolved = self.precision_of(name, precision)
+        table = getattr(self, _SECTIONS[resolved])
         if name not in table:
-            what = "an fp16 graph" if precision == "fp16" else "graph"
-            hint = " (export with --fp16)" if precision == "fp16" else ""
+            what = "an fp16 graph" if resolved == "fp16" else "graph"
+            hint = " (export with --fp16)" if resolved == "fp16" else ""
             raise MnmError(f"{self.path}: the bundle has no {what} {name!r}{hint}")
         return table[name]
+
+    def describe_precision(self, precision: str) -> str:
+        """``int8`` / ``fp32`` / ``int8 for 7 of 8 graphs, else fp32`` for what ``precision`` gives."""
+        kinds = [self.precision_of(name, precision) for name in self.graphs]
+        if len(set(kinds)) == 1:
+            return kinds[0]
+        return f"int8 for {kinds.count('int8')} of {len(kinds)} graphs, else fp32"
 
     def engines_for(self, graph: str) -> list[EngineEntry]:
         return [e for e in self.engines.values() if e.graph == graph]
@@ -225,7 +259,7 @@ def _graph_entries(root: Path, table: dict, where: str, section: str) -> dict[st
             path=_inside(root, g.get("file"), here),
             sha256=_field(g, "sha256", str, here),
             bytes=_optional(g, "bytes", int, here) or 0,
-            precision=_optional(g, "precision", str, here) or ("fp16" if section == "graphs_fp16" else "fp32"),
+            precision=_optional(g, "precision", str, here) or {v: k for k, v in _SECTIONS.items()}[section],
             inputs=_tensors(_field(g, "inputs", list, here), here),
             outputs=_tensors(_field(g, "outputs", list, here), here),
             params=_optional(g, "params", int, here) or 0,

@@ -5,12 +5,23 @@
 are cached on the bytes of their inputs, and each (encoder, reference) code likewise. Only
 ``g_child`` runs per combination. Every graph runs in batches of at most ``max_batch`` images.
 
+With ``concurrent=True`` independent graph runs of one request go side by side: the encoders of
+different references, and ``g_background`` beside ``g_parent`` or ``extractor``, each with its
+backend's intra-op threads. It is off by default: on this project's 2-core CPU at batch 1 it
+measured within the scatter between runs of one run after the other with both cores in each run
+(1.08-1.09x on a single mix and the grid, 0.91-0.97x on img2gif, at load ~4; no faster in an
+earlier run: benchmarks/RESULTS.md, "Levers"). A machine with more cores than one graph keeps busy
+may gain from it: ``benchmarks/compare_reference.py`` measures it.
+
 Thread safety: backends' ``run`` is thread-safe, the caches and the counters take a lock for each
 access, and graphs run outside those locks. Two threads that miss the same cache entry at once
 both compute it (same result; the counters show both runs).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,7 +39,7 @@ class Executor:
     """The graph runs behind a ``Pipeline``: ``backend`` runs graphs of ``bundle`` in chunks of ``max_batch``."""
 
     def __init__(self, bundle: Bundle, backend, max_batch: int = DEFAULT_MAX_BATCH,
-                 cache_size: int = DEFAULT_CACHE_SIZE):
+                 cache_size: int = DEFAULT_CACHE_SIZE, concurrent: bool = False):
         if max_batch < 1:
             raise MnmError(f"max_batch must be at least 1, got {max_batch}")
         self.bundle, self.backend, self.max_batch = bundle, backend, max_batch
@@ -36,6 +47,12 @@ class Executor:
         self._codes = Lru(cache_size * 4)
         self._backgrounds = Lru(cache_size)
         self._features = Lru(cache_size)
+        # At most four independent runs at once (the four encoders); the caller's thread runs one.
+        self._pool = ThreadPoolExecutor(3, thread_name_prefix="mnm-graph") if concurrent else None
+
+    @property
+    def concurrent(self) -> bool:
+        return self._pool is not None
 
     def clear_caches(self) -> None:
         for cache in (self._codes, self._backgrounds, self._features):
@@ -45,6 +62,19 @@ class Executor:
         """Hits, misses and entries of each cache: codes, backgrounds, shape features."""
         return {"codes": self._codes.stats(), "backgrounds": self._backgrounds.stats(),
                 "shape_features": self._features.stats()}
+
+    def close(self) -> None:
+        self.clear_caches()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def together(self, *calls: Callable[[], object]) -> list:
+        """Results of independent ``calls``, side by side when concurrent (the first in this thread)."""
+        if self._pool is None or len(calls) < 2:
+            return [call() for call in calls]
+        futures = [self._pool.submit(call) for call in calls[1:]]
+        first = calls[0]()
+        return [first, *(future.result() for future in futures)]
 
     def run(self, graph: str, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run ``graph`` over the batch in chunks of ``max_batch``, counting runs and images."""
@@ -65,11 +95,16 @@ class Executor:
                 missing.setdefault(key[0], []).append((key, ref))
             else:
                 found[key] = value
-        for graph, items in missing.items():
+        for graph in missing:
             if graph not in self.bundle.graphs:
                 raise MnmError(f"{self.bundle.path}: the bundle has no {graph} graph")
-            out = self.run(graph, {"image": np.stack([ref.array for _, ref in items])})
-            values = out[graph.removeprefix("enc_")]
+
+        def encoder(graph: str, items: list) -> Callable[[], np.ndarray]:
+            images = np.stack([ref.array for _, ref in items])
+            return lambda: self.run(graph, {"image": images})[graph.removeprefix("enc_")]
+
+        outputs = self.together(*(encoder(graph, items) for graph, items in missing.items()))
+        for items, values in zip(missing.values(), outputs, strict=True):
             for (key, _), value in zip(items, values, strict=True):
                 found[key] = self._codes.put(key, value)
         return found
@@ -109,8 +144,7 @@ class Executor:
 
     def compose(self, plans: list[Plan]) -> list[dict[str, np.ndarray]]:
         """Cached background and shape stages, then g_child per plan in batches."""
-        backgrounds = self.backgrounds(plans)
-        features = self.shape_features(plans)
+        backgrounds, features = self.together(lambda: self.backgrounds(plans), lambda: self.shape_features(plans))
         out = self.run("g_child", {
             "shape_feature": np.stack(features),
             "c": np.stack([p.c for p in plans]),

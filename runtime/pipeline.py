@@ -43,7 +43,9 @@ class Pipeline:
     """Mix-and-match on an exported bundle: ``Pipeline(bundle, backend="auto", max_batch=16)``.
 
     ``bundle`` is a ``Bundle`` or a bundle folder; ``backend`` a name (see
-    ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend.
+    ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend
+    (``precision``: auto, fp32, fp16 or int8; ``threads``...). ``concurrent`` runs independent
+    graphs of a request side by side (off by default; see ``mnm.runtime.executor``).
     ``fit`` squares references without a box: ``crop`` (the centred square) or ``squash`` (the
     whole image resized, as the MixNMatch authors evaluated their published models).
     """
@@ -55,6 +57,7 @@ class Pipeline:
         max_batch: int = DEFAULT_MAX_BATCH,
         cache_size: int = DEFAULT_CACHE_SIZE,
         fit: str = "crop",
+        concurrent: bool = False,
         **backend_options,
     ):
         self.fit = check_fit(fit)
@@ -63,7 +66,7 @@ class Pipeline:
         if isinstance(backend, str):  # the TensorRT provider tunes its engines for max_batch
             backend = create(self.bundle, backend, **{"max_batch": max_batch, **backend_options})
         self.backend = backend
-        self.executor = Executor(self.bundle, self.backend, max_batch, cache_size)
+        self.executor = Executor(self.bundle, self.backend, max_batch, cache_size, concurrent)
         self.counters = self.executor.counters
 
     @property
@@ -199,8 +202,8 @@ class Pipeline:
         self.executor.clear_caches()
 
     def close(self) -> None:
-        """Release the backend's sessions or engines and the caches."""
-        self.clear_caches()
+        """Release the backend's sessions or engines, the caches and the worker threads."""
+        self.executor.close()
         self.backend.close()
 
     def require_mode(self, mode: str) -> None:

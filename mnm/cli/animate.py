@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP
+from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, precision_option
 from mnm.errors import MnmError
 
 DEFAULT_FPS = 15.0
@@ -33,6 +33,7 @@ def animate(
         "webcams always run this way.",
     ),
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
+    precision: str = precision_option(),
     box: str | None = typer.Option(None, "--box", help="Pose region in each frame: x,y,w,h pixels (default: all)."),
     fit: str = typer.Option("crop", "--fit", help=FIT_HELP + " Applies to the image and to each frame."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the run's statistics as JSON here."),
@@ -67,7 +68,7 @@ def animate(
     try:
         out_fps = fps or src.fps or DEFAULT_FPS
         sink = video.open_sink(out, out_fps) if out is not None else None
-        pipe = open_pipeline(bundle, backend, max_batch=1, verbose=verbose, fit=fit)
+        pipe = open_pipeline(bundle, backend, max_batch=1, verbose=verbose, fit=fit, precision=precision)
         animator = pipe.animator(static, mode=mode, box=pose_box)
         if show:
             window = display.Window()

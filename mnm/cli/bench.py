@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import VERBOSE_HELP
+from mnm.cli.pipeline import VERBOSE_HELP, precision_option
 from mnm.errors import MnmError
 
 
@@ -31,6 +31,7 @@ def bench(
         help="auto, all (every backend that starts here), ort-cpu, ort-cuda, ort-trt or tensorrt; "
         "repeat or comma-separate for several.",
     ),
+    precision: str = precision_option(),
     batch: str = typer.Option("1,8,32", "--batch", help="Batch sizes for the per-graph latencies."),
     repeats: int = typer.Option(20, "--repeats", min=1, help="Timed runs per measurement (the median is reported)."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed runs before each measurement."),
@@ -43,7 +44,7 @@ def bench(
     from mnm.runtime.bench import format_report, run_bench
 
     backends = [name.strip() for value in backend for name in value.split(",") if name.strip()]
-    report = run_bench(bundle, backends, parse_batches(batch), repeats, warmup)
+    report = run_bench(bundle, backends, parse_batches(batch), repeats, warmup, precision=precision)
     if verbose:
         for name, reasons in report["auto_skipped"].items():
             typer.echo(f"--backend auto picked {name}; not used:", err=True)

@@ -18,10 +18,10 @@ Batch = Annotated[int, typer.Option("--batch", help="Images per forward pass.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cuda or cpu.")]
 
 
-def _run(name: str, run: Path, json_path: Path | None, device: str, **options) -> None:
+def _run(name: str, run: Path, json_path: Path | None, device: str, precision: str | None = None, **options) -> None:
     from mnm.training.metrics import run_metric, summary
 
-    record, path = run_metric(name, run, output=json_path, device=device, **options)
+    record, path = run_metric(name, run, output=json_path, device=device, precision=precision, **options)
     typer.echo(f"{summary(name, record)}; wrote {path}")
 
 
@@ -42,7 +42,8 @@ def clustering(
 
 @eval_app.command("disentangle")
 def disentangle(
-    run: Run,
+    run: Annotated[Path, typer.Argument(
+        help="A run folder (its latest checkpoint), a checkpoint folder, or an exported bundle folder.")],
     data: Annotated[Path, typer.Option("--data", help="A `mnm data synth` folder (ground truth and masks).")],
     pairs: Annotated[int, typer.Option("--pairs", help="Image pairs (A, B) to mix.")] = 5000,
     mode: Annotated[str, typer.Option("--mode", help="code (p, z from B) or feature (S(B)).")] = "code",
@@ -51,10 +52,13 @@ def disentangle(
     json_path: Json = None,
     batch: Batch = 64,
     device: Device = "auto",
+    precision: Annotated[str | None, typer.Option(
+        "--precision", help="For a bundle: auto (INT8 graphs where it has them), fp32, fp16 or int8.")] = None,
 ) -> None:
-    """Shape IoU and texture/background colour chi2 of mixes vs ground truth, with baselines (Table 3)."""
-    _run("disentangle", run, json_path, device, data=str(data), pairs=pairs, mode=mode, seed=seed, split=split,
-         batch=batch)
+    """Shape IoU and texture/background colour chi2 of mixes vs ground truth, with baselines (Table 3).
+    A bundle is scored through the runtime, so fp32 and INT8 graphs of one model can be compared."""
+    _run("disentangle", run, json_path, device, precision, data=str(data), pairs=pairs, mode=mode, seed=seed,
+         split=split, batch=batch)
 
 
 @eval_app.command("fid")

@@ -1,4 +1,4 @@
-"""`mnm info`: what a bundle holds (config, graphs, fp16 graphs, engines) and whether every file is intact;
+"""`mnm info`: what a bundle holds (config, graphs, fp16 and INT8 graphs, engines) and whether every file is intact;
 with ``--backends``, which backends really start on this machine (each one is created), and why not.
 
 Runs on the lean install: the runtime is imported inside the command and never imports torch.
@@ -93,6 +93,9 @@ def _report(bundle) -> dict:
         "normalization": manifest.get("normalization"),
         "graphs": graph_rows(bundle.graphs),
         "graphs_fp16": graph_rows(bundle.graphs_fp16),
+        "graphs_int8": graph_rows(bundle.graphs_int8),
+        "int8": manifest.get("int8"),
+        "rewrites": manifest.get("rewrites"),
         "engines": _engine_rows(bundle, problems),
         "files": [{"file": f, "problem": p} for f, p in problems.items()],
     }
@@ -137,6 +140,7 @@ def _text(report: dict) -> str:
         f"source: {source.get('kind', '?')}" + "".join(f", {k} {v}" for k, v in source.items() if k != "kind"),
         "config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()),
         f"modes: {', '.join(report['modes'])}; opset {report['opset']}",
+        "export rewrites: " + (", ".join(report["rewrites"] or {}) or "none recorded") + " (docs/export-rewrites.md)",
     ]
     for title, rows in (("graphs", report["graphs"]), ("fp16 graphs", report["graphs_fp16"])):
         if not rows and title == "fp16 graphs":
@@ -153,6 +157,7 @@ def _text(report: dict) -> str:
                 f"{parity}  {ok}"
             )
             lines.append(f"  {'':<13} in: {ins}  out: {outs}")
+    lines += _int8_text(report)
     if report["engines"]:
         lines.append("engines:")
         for e in report["engines"]:
@@ -168,6 +173,20 @@ def _text(report: dict) -> str:
     bad = [f for f in report["files"] if f["problem"]]
     lines.append(f"files: {len(report['files'])} checked, " + (f"{len(bad)} bad" if bad else "all sha256 match"))
     return "\n".join(lines)
+
+
+def _int8_text(report: dict) -> list[str]:
+    """The INT8 graphs and, for every graph, its gate verdict (docs/int8.md)."""
+    int8 = report.get("int8")
+    if not int8:
+        return ["int8 graphs: none (export with --int8)"]
+    lines = [f"int8 graphs ({len(report['graphs_int8'])} of {len(report['graphs'])} passed the quality gate):"]
+    ok = {g["name"]: g["sha256_ok"] for g in report["graphs_int8"]}
+    for name, q in int8["graphs"].items():
+        verdict = "int8" if q["precision"] == "int8" else "fp32 (failed its gate)"
+        check = ("  sha256 ok" if ok[name] else "  SHA256 MISMATCH OR MISSING") if name in ok else ""
+        lines.append(f"  {name:<13} {verdict:<22} PSNR {q['psnr_db']:.1f} dB, max diff {q['max_abs_diff']}{check}")
+    return lines
 
 
 def _backend_lines(report: dict) -> list[str]:

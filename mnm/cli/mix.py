@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
-from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, open_pipeline
+from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, open_pipeline, precision_option
 from mnm.errors import MnmError
 
 FACTOR_HELP = (
@@ -31,6 +31,7 @@ def mix(
     texture: list[str] = typer.Option([], "--texture", help=f"Texture (c): {FACTOR_HELP}."),
     mode: str = typer.Option("code", "--mode", help="code: codes from the encoders; feature: shape and pose from S."),
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
+    precision: str = precision_option(),
     stitch: str | None = typer.Option(
         None, "--stitch", help="Paste real pixels back: background (from the background reference) or foreground."
     ),
@@ -77,7 +78,7 @@ def mix(
         if out.exists() and not out.is_dir():
             raise MnmError(f"{out}: --out must be a folder with --batch")
         rows, mixes = _read_plan(batch, out, mode, table)
-        pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit)
+        pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit, precision=precision)
         _run_plan(pipe, batch, rows, mixes, out, mode, seed, stitch)
         return
     _check_image_suffix(out)
@@ -85,7 +86,7 @@ def mix(
         lists[kind] = lists[kind] or ["random"]
     factors = {k: [parse_factor(v, k, table) for v in values] for k, values in lists.items()}
     shapes = factors["shape"] or [None]
-    pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit)
+    pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit, precision=precision)
     if all(len(v) == 1 for k, v in factors.items() if k != "shape") and len(shapes) == 1:
         one = Mix(factors["background"][0], factors["pose"][0], shapes[0], factors["texture"][0])
         rendered = pipe.render([one], mode=mode, seed=seed, stitch=stitch)

@@ -19,14 +19,17 @@ def _giga(n: int) -> str:
 
 
 def _table(report: dict) -> str:
-    """Graphs then totals; the naive column shows the cost without the joint-conv rewrite."""
-    rows = [("graph", "params", "MACs/image", "naive MACs")]
-    sections = [report["graphs"], {f"total {k}": v for k, v in report["totals"].items()}]
-    for section in sections:
-        for name, entry in section.items():
-            naive = _giga(entry["macs_naive"]) if entry["macs_naive"] != entry["macs"] else ""
-            rows.append((name, _millions(entry["params"]), _giga(entry["macs"]), naive))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    """Graphs then totals: MACs of the exported graph, of the naive computation, and what each
+    rewrite of docs/export-rewrites.md takes off (blank where it changes nothing)."""
+    rewrites = report["rewrites"]
+    rows = [("graph", "params", "MACs/image", "naive MACs", *(f"-{r}" for r in rewrites))]
+    for name, entry in report["graphs"].items():
+        saved = [_giga(entry["macs_saved"][r]) if entry["macs_saved"][r] else "" for r in rewrites]
+        rows.append((name, _millions(entry["params"]), _giga(entry["macs"]), _giga(entry["macs_naive"]), *saved))
+    for name, entry in report["totals"].items():
+        rows.append((f"total {name}", _millions(entry["params"]), _giga(entry["macs"]), _giga(entry["macs_naive"]),
+                     *([""] * len(rewrites))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         first, *rest = zip(row, widths, strict=True)
@@ -42,7 +45,7 @@ def summary(
     overrides: list[str] = typer.Option([], "--set", help="key=value config override (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Parameters and MACs per image of every exported graph, measured on the real modules."""
+    """Parameters and MACs per image of every exported graph (with the export rewrites) and naive."""
     from mnm.config import resolve_config
 
     cfg = resolve_config(preset, config, overrides)  # bad input fails before torch is imported

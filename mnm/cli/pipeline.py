@@ -6,9 +6,17 @@ from pathlib import Path
 
 import typer
 
+PRECISION_HELP = (
+    "auto: INT8 graphs where the bundle has them (they passed their quality gate at export), else fp32; "
+    "fp32; fp16; int8 (refused on a bundle without INT8 graphs)."
+)
 FIT_HELP = ("How a reference without a box becomes square: crop (the centred square) or squash (the whole "
             "image resized, as the authors evaluated the published MixNMatch models).")
 VERBOSE_HELP = "Also say why each faster backend was not used (mnm info --backends tests them all)."
+
+
+def precision_option():
+    return typer.Option("auto", "--precision", help=PRECISION_HELP)
 
 
 def backend_line(backend, requested: str) -> str:
@@ -23,13 +31,16 @@ def skip_lines(backend) -> list[str]:
 
 
 def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | None = None,
-                  verbose: bool = False, fit: str = "crop"):
+                  verbose: bool = False, fit: str = "crop", precision: str = "auto"):
     """The verified bundle's pipeline, saying on stderr in one line which backend runs (with
     ``verbose``, also why the faster ones did not); ``mnm animate`` uses it too."""
-    from mnm.runtime.bundle import Bundle
+    from mnm.errors import MnmError
+    from mnm.runtime.bundle import PRECISIONS, Bundle
     from mnm.runtime.pipeline import Pipeline
 
-    options = {} if threads is None else {"threads": threads}
+    if precision not in PRECISIONS:
+        raise MnmError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    options = {"precision": precision} if threads is None else {"threads": threads, "precision": precision}
     pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, fit=fit, **options)
     typer.echo(backend_line(pipe.backend, backend), err=True)
     if verbose:

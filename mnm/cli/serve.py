@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
+from mnm.cli.pipeline import precision_option
 from mnm.errors import MnmError
 
 
@@ -24,6 +25,7 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port, printed)."),
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="onnxruntime CPU threads (default: the cores)."),
+    precision: str = precision_option(),
     max_batch: int | None = typer.Option(
         None, "--max-batch", min=1, help="Most images in one graph run, across requests (default: 4 on the CPU, "
         "ort-cpu; 16 on a GPU)."
@@ -61,7 +63,7 @@ def serve(
     from mnm.runtime.server.service import ServerOptions
 
     options = ServerOptions(
-        bundle=str(bundle.resolve()), backend=backend, threads=threads,
+        bundle=str(bundle.resolve()), backend=backend, threads=threads, precision=precision,
         batching="ray" if ray else ("own" if batching else "none"),
         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers,
         max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, max_streams=max_streams,

@@ -104,7 +104,7 @@ def _spread_border_classes(classes: torch.Tensor, dim: int, n: int) -> torch.Ten
 
 class CodeConv3x3(nn.Module):
     """A bias-free 3×3 conv over ``concat(features, code broadcast to H×W)``, computed exactly
-    without materialising the broadcast (docs/export-rewrites.md).
+    without materialising the broadcast (docs/export-rewrites.md, "code_conv").
 
     The code's share of the output is constant except where zero padding cuts taps off, so it
     takes one of nine values (corners, edges, interior). Convolving the code over a 3×3 constant

@@ -1,11 +1,15 @@
 """Parameters and multiply-accumulates per exported graph, measured on the real modules.
 
 Modules are built on the meta device (no memory, no arithmetic) and run once at batch 1 under
-``FlopCounterMode``, which counts the aten conv/matmul ops actually dispatched, so the joint-conv
-rewrite shows up; MACs = FLOPs / 2. ``macs_naive`` reruns with the broadcast-concat joint convs.
+``FlopCounterMode``, which counts the aten conv/matmul ops actually dispatched; MACs = FLOPs / 2.
+``macs`` is the cost of the exported graph (every rewrite of docs/export-rewrites.md that the
+export applies), ``macs_naive`` the cost of the reference computation (no rewrite at all), and
+``macs_saved`` what each rewrite takes off, applied one after the other.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -44,27 +48,37 @@ def _macs(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
-def _set_rewrite(module: nn.Module, enabled: bool) -> None:
+def _set_code_conv(module: nn.Module, enabled: bool) -> None:
     for m in module.modules():
         if isinstance(m, CodeConv3x3):
             m.use_rewrite = enabled
 
 
-def summarize(cfg: ModelConfig) -> dict:
-    """``{"config", "graphs": {name: {params, macs, macs_naive}}, "totals": {generator, encoders,
-    extractor}}``; MACs are per image, ``macs_naive`` without the joint-conv rewrite (docs/export-rewrites.md)."""
+def summarize(cfg: ModelConfig, rewrites: Sequence[str] | None = None) -> dict:
+    """``{"config", "rewrites", "graphs": {name: {params, macs, macs_naive, macs_saved}}, "totals":
+    {generator, encoders, extractor}}``; MACs are per image. ``rewrites``: the export rewrites
+    counted in ``macs`` (default: those ``mnm export`` applies)."""
+    from mnm.export.rewrites import DEFAULT_REWRITES, rewritten
+
     cfg.validate()
+    rewrites = tuple(DEFAULT_REWRITES if rewrites is None else rewrites)
     graphs = {}
     with torch.device("meta"):
         for name, (module, inputs) in _graphs(cfg).items():
             module.eval()
-            macs = _macs(module, inputs)
-            _set_rewrite(module, False)
-            naive = _macs(module, inputs)
             params = sum(p.numel() for p in module.parameters())
-            graphs[name] = {"params": params, "macs": macs, "macs_naive": naive}
+            _set_code_conv(module, False)
+            naive = _macs(module, inputs)
+            _set_code_conv(module, True)
+            saved, macs = {}, _macs(module, inputs)
+            saved["code_conv"] = naive - macs
+            for rewrite in rewrites:
+                module = rewritten(module, [rewrite])
+                before, macs = macs, _macs(module, inputs)
+                saved[rewrite] = before - macs
+            graphs[name] = {"params": params, "macs": macs, "macs_naive": naive, "macs_saved": saved}
     totals = {
         total: {key: sum(graphs[g][key] for g in members) for key in ("params", "macs", "macs_naive")}
         for total, members in TOTALS.items()
     }
-    return {"config": cfg.to_dict(), "graphs": graphs, "totals": totals}
+    return {"config": cfg.to_dict(), "rewrites": ["code_conv", *rewrites], "graphs": graphs, "totals": totals}

@@ -32,9 +32,7 @@ def start(bundle: Bundle, name: str, **options) -> Backend:
         return TensorRTBackend(bundle, **{k: v for k, v in options.items() if k in TENSORRT_OPTIONS})
     from mnm.runtime.backends.ort import OrtBackend
 
-    if options.get("precision") == "auto":  # engines choose; onnxruntime runs the fp32 graphs
-        options = {k: v for k, v in options.items() if k != "precision"}
-    return OrtBackend(bundle, name, **options)
+    return OrtBackend(bundle, name, **options)  # auto: INT8 graphs on the CPU where they passed, else fp32
 
 
 def create(bundle: Bundle, name: str = "auto", **options) -> Backend:

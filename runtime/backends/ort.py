@@ -87,7 +87,7 @@ class OrtBackend:
         self,
         bundle: Bundle,
         name: str = "ort-cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
         threads: int | None = None,
         io_binding: bool = False,
         device_id: int = 0,
@@ -100,6 +100,11 @@ class OrtBackend:
         reason = unavailable_reason(name)
         if reason:
             raise BackendUnavailable(reason)
+        if name != "ort-cpu" and precision in ("auto", "int8"):
+            if precision == "int8":  # QDQ graphs are made for (and gated on) the CPU provider
+                raise BackendUnavailable("INT8 graphs run on ort-cpu; use --precision fp32 or fp16 on a GPU")
+            precision = "fp32"
+        bundle.check_precision(precision)
         self.bundle = bundle
         self.name = name
         self.precision = precision
@@ -123,10 +128,11 @@ class OrtBackend:
 
     @property
     def description(self) -> str:
+        precision = self.bundle.describe_precision(self.precision)
         if self.name == "ort-cpu":
             threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
-            return f"ort-cpu (onnxruntime, {self.precision}, {threads})"
-        return f"{self.name} (onnxruntime {_ort_version()}, {self.precision}, GPU {self.device_id})"
+            return f"ort-cpu (onnxruntime, {precision}, {threads})"
+        return f"{self.name} (onnxruntime {_ort_version()}, {precision}, GPU {self.device_id})"
 
     @property
     def threads(self) -> int:

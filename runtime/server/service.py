@@ -40,6 +40,7 @@ class ServerOptions:
     bundle: str
     backend: str = "auto"
     threads: int | None = None
+    precision: str = "auto"  # auto: INT8 graphs where the bundle has them (docs/int8.md)
     batching: Literal["own", "ray", "none"] = "own"
     max_batch: int | None = None  # None: DEFAULT_MAX_BATCH for the backend that starts
     max_wait_ms: float = 5.0
@@ -103,7 +104,9 @@ class Service:
     def __init__(self, options: ServerOptions):
         options.check()
         self.bundle = Bundle.open(options.bundle)
-        backend_options = {} if options.threads is None else {"threads": options.threads}
+        backend_options = {"precision": options.precision}
+        if options.threads is not None:
+            backend_options["threads"] = options.threads
         backend = create(self.bundle, options.backend, **backend_options)
         self.options = options = options.resolved(backend.name)
         self.streams = 0

@@ -50,7 +50,7 @@ def test_mnm_bench_json_without_torch(tiny_bundle, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["format"] == "mnm-bench"
-    assert report["settings"] == {"batches": [1, 3], "repeats": 2, "warmup": 1, "grid": [4, 4, 4]}
+    assert report["settings"] == {"batches": [1, 3], "repeats": 2, "warmup": 1, "grid": [4, 4, 4], "precision": "auto"}
     machine = report["machine"]
     assert machine["physical_cores"] >= 1 and machine["cpu"]
     assert "onnxruntime" in machine["libraries"] and "torch" not in machine["libraries"]
@@ -118,41 +118,73 @@ def _bench_script(*args: str, timeout: float = 600) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
-def test_compare_reference_tiny(tiny_bundle, tmp_path):
+def test_compare_reference_tiny(tmp_path):
+    """The benchmark's one command, end to end at the tiny preset: it exports the bundles itself
+    (without and with the phase rewrites, the latter with INT8 graphs) and times every lever."""
     out, md = tmp_path / "cmp.json", tmp_path / "RESULTS.md"
     md.write_text("# old\n<!-- NOTES: hand-written, kept when this file is regenerated -->\nmy analysis\n"
                   "<!-- END NOTES -->\n")
     # One thread: on a loaded machine torch's OpenMP pool with 2 threads is many times slower.
-    result = _bench_script(str(BENCHMARKS / "compare_reference.py"), "--bundle", str(tiny_bundle), "--repeats", "1",
+    result = _bench_script(str(BENCHMARKS / "compare_reference.py"), "--preset", "tiny", "--repeats", "1",
                            "--roofline-repeats", "1", "--peak-size", "256", "--threads", "1",
-                           "--json", str(out), "--markdown", str(md))
+                           "--json", str(out), "--markdown", str(md), timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
-    for key in ("single_mix_speedup", "grid_speedup", "img2gif_speedup", "img2gif_fps",
-                "img2gif_feature_speedup", "img2gif_feature_fps"):
-        assert math.isfinite(report[key]) and report[key] > 0, key
-    assert set(report["fraction_of_peak"]) == GRAPHS
-    for per_batch in report["fraction_of_peak"].values():
-        assert set(per_batch) == {"1", "8"}
-        assert all(math.isfinite(v) and v > 0 for v in per_batch.values())
+    assert report["precision"] in ("int8", "fp32")
+    passed = sorted(g for g, r in report["int8_quality"]["graphs"].items() if r["precision"] == "int8")
+    assert report["int8_graphs"] == (passed if report["precision"] == "int8" else [])
+    heads = {"fp32": report["fp32"], **({"int8": report["int8"]} if report["int8"] else {})}
+    assert (report["int8"] is not None) == bool(passed)  # an int8 run only with graphs that passed their gate
+    overall = {name: math.prod(h[k] for k in ("single_mix_speedup", "grid_speedup", "img2gif_speedup"))
+               for name, h in heads.items()}
+    assert report["precision"] == max(overall, key=overall.get)  # the faster overall of those that passed
+    assert {k: report[k] for k in heads[report["precision"]]} == heads[report["precision"]]
+    for head in (report, *heads.values()):
+        for key in ("single_mix_speedup", "grid_speedup", "img2gif_speedup", "img2gif_fps",
+                    "img2gif_feature_speedup", "img2gif_feature_fps"):
+            assert math.isfinite(head[key]) and head[key] > 0, key
+        assert set(head["fraction_of_peak"]) == GRAPHS
+        for per_batch in head["fraction_of_peak"].values():
+            assert set(per_batch) == {"1", "8"}
+            assert all(math.isfinite(v) and v > 0 for v in per_batch.values())
     assert set(report["scenarios"]) == SCENARIOS
+    variants = {"baseline", "fp32", "concurrent"} | set(heads)
     for s in report["scenarios"].values():
-        assert s["speedup"] == pytest.approx(s["reference"]["median_ms"] / s["runtime"]["median_ms"])
-    # Same weights, same images: the reference procedure and the runtime agree to rounding.
-    assert set(report["agreement_max_abs_uint8"]) == SCENARIOS
-    assert max(report["agreement_max_abs_uint8"].values()) <= 2
-    assert report["source"] == {"kind": "random-init", "seed": 5, "preset": "tiny"}
+        assert set(s["runtimes"]) == variants
+        for v in variants:
+            assert s["speedups"][v] == pytest.approx(s["reference"]["median_ms"] / s["runtimes"][v]["median_ms"])
+        # Same weights, same images: the reference procedure and the fp32 variants agree to rounding.
+        assert max(s["agreement_max_abs_uint8"][v] for v in ("baseline", "fp32", "concurrent")) <= 2
+    assert report["single_mix_speedup"] == report["scenarios"]["single_mix"]["speedups"][report["precision"]]
+    assert report["fp32"]["grid_speedup"] == report["scenarios"]["grid"]["speedups"]["fp32"]
+    levers = {row["lever"]: row for row in report["levers"]}
+    assert {"rewrites", "concurrent"} <= set(levers)
+    rewrites = levers["rewrites"]
+    assert set(rewrites["scenarios"]) == SCENARIOS and {"g_background", "g_parent"} <= set(rewrites["graphs"])
+    single = report["scenarios"]["single_mix"]["runtimes"]
+    assert rewrites["scenarios"]["single_mix"] == pytest.approx(
+        single["baseline"]["median_ms"] / single["fp32"]["median_ms"])
+    assert report["source"] == {"kind": "random-init", "seed": 0, "preset": "tiny"}
+    assert list(report["rewrites"]) == ["code_conv", "up_phase", "transposed_phase"]
     peak = report["peak"]
     assert peak["peak_gflops"] == max(peak["numpy"]["gflops"], peak["onnxruntime"]["gflops"])
+    assert report["int8_peak"]["peak_gflops"] > 0
     for entry in report["graphs"].values():  # the fraction never uses the lower of the two peaks
         for r in entry["batches"].values():
             best = max(peak["peak_gflops"], r["peak_alongside_gflops"])
             assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / best)
-    assert {t["target"] for t in report["targets"]} >= {"single_mix_speedup", "grid_speedup", "img2gif_speedup"}
+    targets = {(t["precision"], t["target"]): t for t in report["targets"]}
+    for name, head in heads.items():
+        for key in ("single_mix_speedup", "grid_speedup", "img2gif_speedup"):
+            row = targets[(name, key)]
+            assert row["value"] == head[key] and row["met"] == (head[key] >= row["goal"])
+    g_child_8 = report["fp32"]["fraction_of_peak"]["g_child"]["8"]
+    assert targets[("fp32", "fraction_of_peak.g_child.8")]["value"] == g_child_8
     assert report["profile"]["g_child"]["ops"] and report["profile"]["g_child"]["kernel_ms_per_run"] > 0
     text = md.read_text()
     assert "my analysis" in text and "# old" not in text
-    assert "## Roofline" in text and "g_background" in text and report["command"] in text
+    assert "## Roofline" in text and "## Levers" in text and "## INT8 quality gate" in text
+    assert "g_background" in text and report["command"] in text
 
 
 @pytest.fixture

@@ -196,6 +196,25 @@ def test_macs_and_params_match_the_networks(exported):
         assert entry["params"] == summary[name]["params"], name
 
 
+def test_manifest_names_the_rewrites_in_each_graph(exported):
+    """docs/export-rewrites.md: the upsampling layers leave as phase convs + DepthToSpace; the
+    manifest says which rewrite is in which graph and what the naive computation would cost."""
+    manifest = manifest_of(exported.checkpoint_bundle)
+    assert list(manifest["rewrites"]) == ["code_conv", "up_phase", "transposed_phase"]
+    expected = {"g_background": ["up_phase"], "g_parent": ["code_conv", "up_phase"], "g_child": ["code_conv"],
+                "extractor": ["transposed_phase"], "enc_z": []}
+    summary = summarize(CFG)["graphs"]
+    for name, rewrites in expected.items():
+        entry = manifest["graphs"][name]
+        assert entry["rewrites"] == rewrites, name
+        assert entry["macs_per_image_naive"] == summary[name]["macs_naive"], name
+        ops = {node.op_type for node in onnx.load(str(exported.checkpoint_bundle / entry["file"])).graph.node}
+        assert "Resize" not in ops and "ConvTranspose" not in ops, name
+        assert ("DepthToSpace" in ops) == bool({"up_phase", "transposed_phase"} & set(rewrites)), name
+    g_background = manifest["graphs"]["g_background"]
+    assert g_background["macs_per_image"] < g_background["macs_per_image_naive"] / 2
+
+
 def test_feature_graphs_only_when_the_extractor_was_trained(exported):
     g, e, _ = exported.random_modules
     code_only = ExportModules(g, e, None)

@@ -35,7 +35,7 @@ def test_paper_macs_match_design(paper):
     graphs = paper["graphs"]
     for kind in "zbpc":
         assert _close(graphs[f"enc_{kind}"]["macs"], 0.66e9)
-    assert _close(graphs["g_background"]["macs"], 1.38e9)
+    assert _close(graphs["g_background"]["macs_naive"], 1.38e9)
     assert _close(graphs["g_parent"]["macs_naive"], 1.12e9)
     assert _close(graphs["g_child"]["macs_naive"], 3.10e9)
     assert _close(graphs["extractor"]["macs"], 2.62e9)
@@ -46,11 +46,33 @@ def test_paper_rewrite_saving_is_the_broadcast_code_share(paper):
     s2 = 128 * 128
     for graph, code, out in [("g_child", 200, 64), ("g_parent", 20, 32)]:
         entry = paper["graphs"][graph]
-        assert entry["macs_naive"] - entry["macs"] == s2 * 9 * code * out - 81 * code * out
+        assert entry["macs_saved"]["code_conv"] == s2 * 9 * code * out - 81 * code * out
     # The child joint conv alone is 2.04 G naive (docs/networks.md): 216 input channels at 128×128.
     assert _close(s2 * 9 * 216 * 64, 2.04e9)
     for graph in ("enc_c", "g_background", "extractor"):
-        assert paper["graphs"][graph]["macs"] == paper["graphs"][graph]["macs_naive"]
+        assert paper["graphs"][graph]["macs_saved"]["code_conv"] == 0
+
+
+def test_paper_up_phase_saving_is_20_of_36_taps_per_up_block(paper):
+    """Each upBlock at output side 2H: 36·H² taps per (in, out) channel pair naive (3×3 on the upsampled
+    map), 16·H² as four 2×2 phase convs on the H×H input; the rest of the graph is unchanged."""
+    from mnm.nn.phase import is_up_block
+
+    cfg = PRESETS["paper"]
+    stages = {"g_background": Generator(cfg).background, "g_parent": Generator(cfg).parent}
+    for graph, stage in stages.items():
+        expected, side = 0, 4
+        for block in stage.stem.up:
+            assert is_up_block(block)
+            conv = block[1]
+            expected += 20 * side * side * conv.in_channels * conv.out_channels
+            side *= 2
+        entry = paper["graphs"][graph]
+        assert entry["macs_saved"]["up_phase"] == expected
+        assert entry["macs"] == entry["macs_naive"] - sum(entry["macs_saved"].values())
+    for graph in ("enc_z", "g_child", "extractor"):
+        assert paper["graphs"][graph]["macs_saved"]["up_phase"] == 0
+    assert _close(paper["graphs"]["g_background"]["macs"], 0.623e9)
 
 
 def test_totals_are_sums_and_params_match_the_modules():
@@ -76,12 +98,16 @@ def test_meta_measurement_matches_a_real_run():
     """Per-image MACs measured on meta tensors equal a real CPU run's count (same aten ops)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from mnm.export.rewrites import DEFAULT_REWRITES, rewritten
+
     cfg = PRESETS["tiny"]
     g = Generator(cfg).eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        g.background(torch.zeros(3, cfg.z_dim), torch.zeros(3, cfg.n_bg))
-    assert counter.get_total_flops() // 2 == 3 * summarize(cfg)["graphs"]["g_background"]["macs"]
+    graphs = summarize(cfg)["graphs"]
+    for module, key in ((g.background, "macs_naive"), (rewritten(g.background, DEFAULT_REWRITES), "macs")):
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            module(torch.zeros(3, cfg.z_dim), torch.zeros(3, cfg.n_bg))
+        assert counter.get_total_flops() // 2 == 3 * graphs["g_background"][key]
 
 
 def test_cli_summary_json_and_table():

@@ -221,6 +221,42 @@ def test_a_shared_random_factor_is_sampled_once_and_a_replaced_one_anew(pipe, ph
     assert len(draws) > 1  # twelve distinct factors: not one shared sample (4 textures)
 
 
+class _ThreadLog:
+    """The real backend, with a note of which thread ran each graph (the executor's concurrency is
+    the thing under test)."""
+
+    def __init__(self, backend):
+        self.backend, self.threads = backend, {}
+
+    def run(self, graph, feeds, outputs=None):
+        self.threads.setdefault(graph, set()).add(threading.get_ident())
+        return self.backend.run(graph, feeds, outputs)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+def test_independent_graphs_run_side_by_side_with_the_same_results(tiny_bundle, photos):
+    """Concurrent: the four encoders of four references, and g_background beside g_parent, run in
+    more than one thread; the images equal those of graphs run one after another."""
+    from mnm.runtime.backends import create
+    from mnm.runtime.bundle import Bundle
+
+    bundle = Bundle.open(tiny_bundle)
+    results, logs = {}, {}
+    for concurrent in (False, True):
+        log = _ThreadLog(create(bundle, "ort-cpu"))
+        pipe = Pipeline(bundle, backend=log, concurrent=concurrent)
+        results[concurrent] = [pipe.mix(photos[i], photos[i + 1], photos[i + 2], photos[i + 3]) for i in range(2)]
+        logs[concurrent] = log.threads
+        pipe.close()
+    for a, b in zip(results[False], results[True], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(len(ids) == 1 for ids in logs[False].values())
+    assert len(set().union(*(logs[True][g] for g in ("enc_z", "enc_b", "enc_p", "enc_c")))) > 1
+    assert len(logs[True]["g_background"] | logs[True]["g_parent"]) > 1
+
+
 def test_eight_threads_give_the_single_thread_results(tiny_bundle, photos):
     mixes = [(photos[i % 6], photos[(i + 1) % 6], f"code:{i % 2}", photos[(i + 3) % 6]) for i in range(8)]
     single = Pipeline(tiny_bundle, backend="ort-cpu")

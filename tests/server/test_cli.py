@@ -20,7 +20,7 @@ def test_help_imports_no_server_libraries():
 def test_serve_help_lists_the_knobs():
     result = run_cli("serve", "--help")
     assert result.returncode == 0, result.stderr
-    for option in ("--max-batch", "--max-wait-ms", "--max-queue", "--ray", "--replicas", "--address"):
+    for option in ("--max-batch", "--max-wait-ms", "--max-queue", "--precision", "--ray", "--replicas", "--address"):
         assert option in result.stdout
 
 
@@ -28,6 +28,13 @@ def test_missing_bundle_is_one_line(tmp_path):
     result = run_cli("serve", str(tmp_path / "nowhere"), "--port", "0")
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_int8_on_a_bundle_without_int8_graphs_is_one_line(demo):
+    result = run_cli("serve", str(demo), "--port", "0", "--precision", "int8")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "no INT8 graphs" in result.stderr
 
 
 def test_replicas_need_ray(demo):

@@ -29,10 +29,11 @@ from mnm.progress import track
 from mnm.training.code_mode import encode
 from mnm.training.datasets import open_dataset
 from mnm.training.datasets.dataset import load_record
-from mnm.training.metrics.inputs import Model, check_common
+from mnm.training.metrics.inputs import BundleModel, Model, check_common
 from mnm.training.synthetic import Pose, SynthSpec, render_from_factors
 
 NAME = "disentangle"
+BUNDLES = True  # also scores an exported bundle at a precision, run by the runtime (docs/int8.md)
 BINS = 8  # per RGB channel: a joint 8x8x8 histogram of 512 bins
 THRESHOLD = 0.5  # predicted masks: child_mask > 0.5; true masks: coverage > 0.5
 EMPTY_DISTANCE = 1.0  # a region with no pixels has nothing in common with anything: the maximum
@@ -174,26 +175,57 @@ def sample_pairs(n_images: int, pairs: int, seed: int) -> np.ndarray:
 
 # -- the generated images ----------------------------------------------------------------------
 def _outputs(out: dict) -> tuple[np.ndarray, np.ndarray]:
-    images = to_uint8(out["image"].float().cpu().numpy())
-    masks = out["child_mask"].float().cpu().numpy()[:, 0] > THRESHOLD
-    return images, masks
+    image, mask = (np.asarray(out[k].float().cpu().numpy() if torch.is_tensor(out[k]) else out[k], np.float32)
+                   for k in ("image", "child_mask"))
+    return to_uint8(image), mask[:, 0] > THRESHOLD
+
+
+def generate_with_runtime(model: BundleModel, mode: str, xa: np.ndarray, xb: np.ndarray,
+                          random_codes: Codes | None) -> dict:
+    """:func:`generate` through the runtime's graphs (same mixes, same baselines)."""
+    pipe = model.pipeline
+
+    def encode(x: np.ndarray) -> dict:
+        return {k: pipe.executor.run(f"enc_{k}", {"image": x})[k] for k in "zbpc"}
+
+    def shape(x: np.ndarray) -> np.ndarray:
+        return pipe.executor.run("extractor", {"image": x})["shape_feature"]
+
+    ea, eb = encode(xa), encode(xb)
+    if mode == "code":
+        out = {"model": _outputs(pipe.generate(ea["z"], ea["b"], ea["c"], z_pose=eb["z"], p=eb["p"]))}
+        same = lambda: pipe.generate(ea["z"], ea["b"], ea["c"], z_pose=ea["z"], p=ea["p"])  # noqa: E731
+    else:
+        out = {"model": _outputs(pipe.generate(ea["z"], ea["b"], ea["c"], shape_feature=shape(xb)))}
+        same = lambda: pipe.generate(ea["z"], ea["b"], ea["c"], shape_feature=shape(xa))  # noqa: E731
+    if random_codes is not None:  # the baselines
+        rc = random_codes
+        out["swap_nothing"] = _outputs(same())
+        out["random_codes"] = _outputs(pipe.generate(rc.z, rc.b, rc.c, z_pose=rc.z, p=rc.p))
+    return out
 
 
 @torch.no_grad()
 def generate(model: Model, mode: str, xa: torch.Tensor, xb: torch.Tensor, random_codes: Codes) -> dict:
-    """C for each pair from the model and from the two generated baselines: {name: (images, masks)}."""
+    """C for each pair from the model and (``random_codes`` given) from the two generated baselines:
+    {name: (images, masks)}."""
+    if isinstance(model, BundleModel):
+        return generate_with_runtime(model, mode, xa.numpy(), xb.numpy(), random_codes)
     g, dev = model.generator, model.device
     xa, xb = xa.to(dev), xb.to(dev)
     ea, eb = encode(model.encoders, xa), encode(model.encoders, xb)
     if mode == "code":
         mixed = g(ea["z"], ea["b"], eb["p"], ea["c"], z_pose=eb["z"])
-        same = g(ea["z"], ea["b"], ea["p"], ea["c"])
+        same = lambda: g(ea["z"], ea["b"], ea["p"], ea["c"])  # noqa: E731
     else:
         background = g.background(ea["z"], ea["b"])
         mixed = g.child(model.extractor(xb), ea["c"], background)
-        same = g.child(model.extractor(xa), ea["c"], background)
-    sampled = g(*(torch.from_numpy(getattr(random_codes, k)).to(dev) for k in "zbpc"))
-    return {"model": _outputs(mixed), "swap_nothing": _outputs(same), "random_codes": _outputs(sampled)}
+        same = lambda: g.child(model.extractor(xa), ea["c"], background)  # noqa: E731
+    out = {"model": _outputs(mixed)}
+    if random_codes is not None:  # the baselines
+        out["swap_nothing"] = _outputs(same())
+        out["random_codes"] = _outputs(g(*(torch.from_numpy(getattr(random_codes, k)).to(dev) for k in "zbpc")))
+    return out
 
 
 def check(data: str, pairs: int = 5000, mode: str = "code", seed: int = 0, split: str = "test",
@@ -206,18 +238,20 @@ def check(data: str, pairs: int = 5000, mode: str = "code", seed: int = 0, split
     SynthSpec.load(data)
 
 
-def evaluate(model: Model, data: str, pairs: int = 5000, mode: str = "code", seed: int = 0,
-             split: str = "test", batch: int = 64) -> dict:
-    """Scores of ``pairs`` random pairs of the split for the model and the three baselines."""
+def evaluate(model: Model | BundleModel, data: str, pairs: int = 5000, mode: str = "code", seed: int = 0,
+             split: str = "test", batch: int = 64, baselines: bool = True) -> dict:
+    """Scores of ``pairs`` random pairs of the split for the model and (``baselines``) the three baselines."""
     check(data, pairs, mode, seed, split, batch)
-    if mode == "feature" and model.extractor is None:
+    has_extractor = model.has_extractor if isinstance(model, BundleModel) else model.extractor is not None
+    if mode == "feature" and not has_extractor:
         raise MnmError(f"{model.meta['path']}: this checkpoint has no feature extractor S (stage "
                        f"{model.meta.get('stage')!r}); train feature mode first or use --mode code")
     synth = SynthSet(data, split, model.cfg.image_size)
     index = sample_pairs(len(synth), pairs, seed)
     # drawn at once, so the batch size does not change them
     random_codes = sample_codes(model.cfg, len(index), np.random.default_rng([seed, 1]), constrained=True)
-    rows: dict[str, list[dict]] = {name: [] for name in OUTPUTS}
+    names = OUTPUTS if baselines else ("model",)
+    rows: dict[str, list[dict]] = {name: [] for name in names}
     with track(total=len(index), desc="disentangle pairs", unit="pair") as bar:
         for start in range(0, len(index), batch):
             rows_ab = index[start:start + batch]
@@ -227,16 +261,18 @@ def evaluate(model: Model, data: str, pairs: int = 5000, mode: str = "code", see
             xb = torch.from_numpy(np.stack([to_model_input(b.image) for _, b in chunk]))
             part = slice(start, start + len(chunk))
             codes = Codes(*(getattr(random_codes, k)[part] for k in "zbpc"))
-            outputs = generate(model, mode, xa, xb, codes)
+            outputs = generate(model, mode, xa, xb, codes if baselines else None)
             for j, (a, b) in enumerate(chunk):
-                for name, (images, masks) in outputs.items():
-                    rows[name].append(pair_scores(a.image, a.mask, b.mask, images[j], masks[j]))
-                ideal_image, ideal_mask = synth.ideal(a, b)
-                rows["ideal"].append(pair_scores(a.image, a.mask, b.mask, ideal_image, ideal_mask))
+                for name in names:
+                    if name == "ideal":
+                        rows[name].append(pair_scores(a.image, a.mask, b.mask, *synth.ideal(a, b)))
+                    else:
+                        images, masks = outputs[name]
+                        rows[name].append(pair_scores(a.image, a.mask, b.mask, images[j], masks[j]))
             bar.update(len(chunk))
     return {
         "data": str(data), "split": split, "mode": mode, "pairs": int(len(index)), "seed": seed,
-        "results": {name: aggregate(rows[name]) for name in OUTPUTS},
+        "results": {name: aggregate(rows[name]) for name in names},
         "protocol": {
             "pairs": "A uniform over the split, B uniform over the others (numpy default_rng(seed))",
             "mix": "code mode: C = G(z_bg=z_A, b_A, p_B, c_A, z_pose=z_B); feature mode: C = child(S(B), c_A, "
@@ -265,4 +301,4 @@ def summary(result: dict) -> str:
         return (f"{name} IoU {r['shape_iou']['mean']:.3f} tex {r['texture_chi2']['mean']:.3f} "
                 f"bg {r['background_chi2']['mean']:.3f}")
 
-    return f"disentangle ({result['mode']} mode, {result['pairs']} pairs): " + "; ".join(map(part, OUTPUTS))
+    return f"disentangle ({result['mode']} mode, {result['pairs']} pairs): " + "; ".join(map(part, result["results"]))

@@ -34,9 +34,56 @@ class Model:
     device: torch.device
 
 
-def load_model(run: str | Path, device: str = "auto") -> Model:
-    """A run folder (its latest checkpoint) or a checkpoint folder, in eval mode on ``device``."""
+@dataclass
+class BundleModel:
+    """An exported bundle run by the torch-free runtime at one precision, so a metric can score the
+    graphs users run (INT8 included) against the same model's fp32 graphs."""
+
+    cfg: ModelConfig
+    pipeline: object  # mnm.runtime.Pipeline
+    meta: dict
+    precision: str
+
+    @property
+    def device(self) -> str:
+        return self.pipeline.backend.description
+
+    @property
+    def has_extractor(self) -> bool:
+        return "feature" in self.pipeline.bundle.modes
+
+
+BACKEND_OF_DEVICE = {"auto": "auto", "cpu": "ort-cpu", "cuda": "ort-cuda"}
+
+
+def is_bundle(path: str | Path) -> bool:
+    return (Path(path) / "manifest.json").is_file()
+
+
+def open_bundle_model(path: str | Path, precision: str = "auto", device: str = "cpu", bundle=None) -> BundleModel:
+    """``path`` (or an already opened ``bundle``) on the runtime's ``device`` backend at ``precision``."""
+    from mnm.runtime.bundle import Bundle
+    from mnm.runtime.pipeline import Pipeline
+
+    if device not in BACKEND_OF_DEVICE:
+        raise MnmError(f"--device must be auto, cpu or cuda, got {device!r}")
+    bundle = bundle or Bundle.open(path)
+    pipeline = Pipeline(bundle, backend=BACKEND_OF_DEVICE[device], precision=precision, concurrent=False)
+    source = bundle.manifest.get("source") or {}
+    meta = {"path": str(path), "bundle": True, "precision": precision, "step": source.get("step"),
+            "stage": source.get("stage")}
+    return BundleModel(bundle.config, pipeline, meta, precision)
+
+
+def load_model(run: str | Path, device: str = "auto", precision: str | None = None) -> Model | BundleModel:
+    """A run folder (its latest checkpoint) or a checkpoint folder, in eval mode on ``device``; or an
+    exported bundle folder, run by the runtime at ``precision`` (default auto)."""
     from mnm.training.export_source import load_for_export
+
+    if is_bundle(run):
+        return open_bundle_model(run, precision or "auto", device)
+    if precision is not None:
+        raise MnmError(f"{run}: --precision applies to an exported bundle, not to a run or checkpoint")
     from mnm.training.trainer import resolve_device
 
     if device == "cuda" and not torch.cuda.is_available():

@@ -52,17 +52,19 @@ def default_output(checkpoint: Path, name: str, step) -> Path:
 
 
 def run_metric(name: str, run: str | Path, output: str | Path | None = None, device: str = "auto",
-               **options) -> tuple[dict, Path]:
+               precision: str | None = None, **options) -> tuple[dict, Path]:
     """Evaluate metric ``name`` on a run or checkpoint folder; write the result JSON atomically.
 
     The JSON holds the metric's numbers and protocol plus what they depend on: the checkpoint,
     step, model config, options, device and library versions.
     """
-    from mnm.training.metrics.inputs import load_model
+    from mnm.training.metrics.inputs import BundleModel, is_bundle, load_model
 
     module = get(name)
     module.check(**options)
-    model = load_model(run, device)
+    if is_bundle(run) and not getattr(module, "BUNDLES", False):
+        raise MnmError(f"{run}: {name} needs the trained networks (a run or checkpoint folder), not a bundle")
+    model = load_model(run, device, precision)
     result = module.evaluate(model, **options)
     record = {
         "metric": name,
@@ -77,7 +79,13 @@ def run_metric(name: str, run: str | Path, output: str | Path | None = None, dev
         "versions": versions(),
         **result,
     }
-    path = Path(output) if output is not None else default_output(Path(model.meta["path"]), name, record["step"])
+    if output is not None:
+        path = Path(output)
+    elif isinstance(model, BundleModel):
+        bundle = Path(run)
+        path = bundle.parent / "eval" / f"{name}-{bundle.name}-{model.precision}.json"
+    else:
+        path = default_output(Path(model.meta["path"]), name, record["step"])
     try:
         write_text(path, json.dumps(record, indent=2) + "\n")
     except OSError as exc:

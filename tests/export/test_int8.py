@@ -1,0 +1,166 @@
+"""INT8 export with its quality gate (docs/int8.md), and the runtime choosing the precision it is told.
+
+One real INT8 export of the tiny preset (random weights, the default synthetic calibration set,
+which has ground truth, so the disentangle check runs too) with ``g_child``'s gate set so that it
+cannot pass; the runtime then runs that bundle torch-free at each precision.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from mnm.config import PRESETS
+from mnm.errors import MnmError
+from mnm.export.bundle import export_random
+from mnm.export.calibration import HELD_OUT_EVERY, reference_set
+from mnm.export.int8_gate import Gate, compare
+from mnm.runtime.bundle import Bundle
+from mnm.runtime.pipeline import Pipeline
+from tests.util import run_cli
+
+CFG = PRESETS["tiny"]
+UNREACHABLE = Gate(min_psnr_db=1000.0)  # no graph can be this close to fp32: the gate fails
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "bundle"
+    export_random(CFG, out, seed=4, preset="tiny", parity_batches=(2,), int8=True,
+                  int8_gates={"g_child": UNREACHABLE})
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp32") / "bundle"
+    export_random(CFG, out, seed=4, preset="tiny", parity_batches=(2,))
+    return out
+
+
+def _manifest(bundle):
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_int8_graphs_are_written_gated_and_recorded(int8_bundle):
+    manifest = _manifest(int8_bundle)
+    int8 = manifest["int8"]
+    assert int8["calibration"]["kind"] == "synthetic" and int8["calibration"]["held_out_images"] > 0
+    assert int8["gate"] == Gate().to_dict()
+    assert set(int8["graphs"]) == set(manifest["graphs"])
+    for name, record in int8["graphs"].items():
+        assert {"psnr_db", "max_abs_diff", "gate", "passed", "precision"} <= set(record), name
+        assert record["precision"] == ("int8" if name in manifest["graphs_int8"] else "fp32")
+        assert record["passed"] == Gate(**record["gate"]).passes(record)
+    checked = {path for path, _ in Bundle.open(int8_bundle).files()}  # every INT8 file's sha256 is verified
+    assert {int8_bundle / e["file"] for e in manifest["graphs_int8"].values()} <= checked
+    for name, entry in manifest["graphs_int8"].items():
+        model = onnx.load(str(int8_bundle / entry["file"]))
+        ops = {node.op_type for node in model.graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops, name
+        assert entry["precision"] == "int8" and entry["quality"]["passed"]
+    # The default synthetic set has ground truth: mnm eval disentangle ran at fp32 and with the INT8 graphs.
+    dis = int8["disentangle"]
+    assert dis["pairs"] == 300 and set(dis["fp32"]) == set(dis["int8"]) == {"shape_iou", "texture_chi2",
+                                                                           "background_chi2"}
+    assert dis["max_change"] == pytest.approx(max(abs(dis["fp32"][k] - dis["int8"][k]) for k in dis["fp32"]), abs=2e-4)
+    assert dis["max_change"] <= 0.02 and int8["combined"]["passed"]
+
+
+def test_a_graph_failing_its_gate_stays_fp32_and_the_manifest_says_so(int8_bundle):
+    manifest = _manifest(int8_bundle)
+    record = manifest["int8"]["graphs"]["g_child"]
+    assert record["gate"]["min_psnr_db"] == 1000.0 and not record["passed"]
+    assert record["precision"] == "fp32"
+    assert "g_child" not in manifest["graphs_int8"]
+    assert not (int8_bundle / "int8" / "g_child.onnx").exists()
+    assert manifest["graphs_int8"], "the other graphs kept the default gate; some must pass at tiny scale"
+
+
+def test_the_runtime_runs_the_precision_it_is_told(int8_bundle):
+    bundle = Bundle.open(int8_bundle)
+    quantized = sorted(bundle.graphs_int8)
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (2, 3, CFG.image_size, CFG.image_size)).astype(np.float32)
+    child = {"shape_feature": rng.standard_normal((2, CFG.feature_channels, 32, 32)).astype(np.float32),
+             "c": np.eye(CFG.n_child, dtype=np.float32)[[0, 1]],
+             "background": rng.uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32)}
+    outputs = {}
+    for precision in ("fp32", "int8", "auto"):
+        pipe = Pipeline(bundle, backend="ort-cpu", precision=precision, threads=1)
+        for name in quantized:
+            assert bundle.graph(name, precision).precision == ("fp32" if precision == "fp32" else "int8")
+        assert bundle.graph("g_child", precision).precision == "fp32"
+        encoder = quantized[0] if quantized[0].startswith("enc_") else "enc_b"
+        outputs[precision] = (pipe.backend.run(encoder, {"image": image}), pipe.backend.run("g_child", child))
+        expected = "fp32" if precision == "fp32" else f"int8 for {len(quantized)} of {len(bundle.graphs)} graphs"
+        assert expected in pipe.backend.description
+        pipe.close()
+    (enc32, child32), (enc8, child8), (enc_auto, child_auto) = outputs["fp32"], outputs["int8"], outputs["auto"]
+    assert all(np.array_equal(child32[k], child8[k]) and np.array_equal(child32[k], child_auto[k]) for k in child32)
+    if encoder in quantized:
+        key = next(iter(enc32))
+        assert not np.array_equal(enc32[key], enc8[key])  # really another graph...
+        assert np.abs(enc32[key] - enc8[key]).max() < 0.2  # ...computing nearly the same codes
+        np.testing.assert_array_equal(enc8[key], enc_auto[key])
+
+
+def test_mix_cli_precision_choice_without_torch(int8_bundle, plain_bundle, tmp_path):
+    out = tmp_path / "mix.png"
+    ok = run_cli("mix", int8_bundle, "--precision", "int8", "--background", "seed:1", "--pose", "seed:2",
+                 "--texture", "code:3", "--out", out, block_torch=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "int8 for" in ok.stderr and out.is_file()
+    refused = run_cli("mix", plain_bundle, "--precision", "int8", "--out", tmp_path / "x.png", block_torch=True)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no INT8 graphs" in lines[0], refused.stderr
+    bogus = run_cli("mix", plain_bundle, "--precision", "int4", "--out", tmp_path / "y.png", block_torch=True)
+    assert bogus.returncode == 2 and "--precision" in bogus.stderr and len(bogus.stderr.strip().splitlines()) == 1
+    with pytest.raises(MnmError, match="no INT8 graphs"):
+        Pipeline(plain_bundle, backend="ort-cpu", precision="int8")
+    assert "fp32" in Pipeline(plain_bundle, backend="ort-cpu", precision="auto").backend.description
+
+
+def test_calibration_folder_of_plain_images_holds_every_fourth_out(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / f"img{i:02d}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with reference_set(tmp_path, 32) as refs:
+        assert refs.calibration.shape == (10 - 10 // HELD_OUT_EVERY, 3, 32, 32)
+        assert len(refs.held_out) == 10 // HELD_OUT_EVERY and refs.held_out[0].shape == (32, 32, 3)
+        assert refs.truth is None and refs.source["found"] == 10
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(few / f"{i}.png")
+    with pytest.raises(MnmError, match="needs at least 8"), reference_set(few, 32):
+        pass
+
+
+def test_compare_measures_psnr_and_the_largest_difference():
+    a = np.full((2, 4, 4, 3), 100, np.uint8)
+    b = a.copy()
+    assert compare(a, b) == {"psnr_db": 100.0, "max_abs_diff": 0, "images": 2}
+    b[0, 0, 0, 0] = 110
+    result = compare(a, b)
+    assert result["max_abs_diff"] == 10
+    assert result["psnr_db"] == pytest.approx(10 * np.log10(255**2 / (100 / a.size)), abs=1e-3)
+
+
+def test_eval_scores_a_bundle_only_where_the_metric_can(int8_bundle, tmp_path):
+    result = run_cli("eval", "clustering", int8_bundle, "--data", tmp_path)
+    assert result.returncode == 2 and "needs the trained networks" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_export_cli_rejects_calibrate_without_int8(tmp_path):
+    result = run_cli("export", "--preset", "tiny", "--random-init", "--out", tmp_path / "b",
+                     "--calibrate", tmp_path)
+    assert result.returncode == 2 and "--calibrate applies to --int8" in result.stderr
+    assert not (tmp_path / "b").exists()
