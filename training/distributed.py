@@ -17,6 +17,7 @@ gloo on CPUs.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from dataclasses import dataclass
@@ -159,5 +160,13 @@ def init(device: str) -> Replicas:
 
 
 def shutdown(replicas: Replicas) -> None:
+    """Leave the process group, and free it now rather than at interpreter exit.
+
+    Once an optimiser has stepped, the gloo group sits in a reference cycle; left to interpreter
+    finalisation, its worker threads are destroyed unjoined and the process aborts
+    ("terminate called without an active exception", measured in 5-8 of 40 two-process runs). A
+    collection right after ``destroy_process_group`` frees it while joining still works (0 of 40).
+    """
     if replicas.enabled and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()

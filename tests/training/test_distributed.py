@@ -154,6 +154,7 @@ deadline = time.monotonic() + 30
 while not os.path.exists(peer) and time.monotonic() < deadline:  # stay in the group until the peer reports
     time.sleep(0.1)
 print(json.dumps(result))
+distributed.shutdown(replicas)  # as train() does on every exit path
 """
     rank0, rank1 = run_group(body, tmp_path)
     assert rank1["raised"] == "NonFiniteLoss" and rank1["step"] == "discriminator" and rank1["loss"] is not None
