@@ -59,8 +59,8 @@ def render(report: dict, notes: str = DEFAULT_NOTES, json_path: str | None = Non
         f"- Timing: {s['threads']} threads for torch and onnxruntime; medians of {s['repeats']} interleaved repeats "
         f"({s['grid_repeats']} for the grid) after {s['warmup']} warm-up run(s); graph latencies: medians of "
         f"{s['roofline_repeats']}. Whole run: {report['duration_s'] / 60:.1f} min; load average (1, 5, 15 min) "
-        f"{_load(m.get('load_average'))} at the start, {_load(report.get('load_average_end'))} at the end "
-        f"(above {m['usable_cpus']}, other work competed for the CPUs).",
+        f"{_load(m.get('load_average'))} at the start, {_load(report.get('load_average_end'))} at the end"
+        f"{_contention(m, report)}.",
         "",
         "## Targets",
         "",
@@ -233,6 +233,14 @@ def _alongside(graphs: dict) -> str:
 def _component_row(label: str, torch_stats: dict, ort_stats: dict) -> str:
     ratio = torch_stats["median_ms"] / ort_stats["median_ms"]
     return f"| {label} | {torch_stats['median_ms']:.1f} | {ort_stats['median_ms']:.1f} | {ratio:.1f}x |"
+
+
+def _contention(machine: dict, report: dict) -> str:
+    """Say so when the 1-minute load rose above the CPUs the run may use: other work competed."""
+    loads = [x[0] for x in (machine.get("load_average"), report.get("load_average_end")) if x]
+    if loads and max(loads) > machine["usable_cpus"]:
+        return f" (above {machine['usable_cpus']}: other work competed for the CPUs)"
+    return ""
 
 
 def _load(values) -> str:
