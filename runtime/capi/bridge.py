@@ -114,7 +114,7 @@ def pipeline_open(bundle, options, out):
 
     path = _c.text(bundle, "bundle")
     _c.require(out, "out")
-    backend, threads, max_batch = _options(options)
+    backend, threads, max_batch, precision = _options(options)
     if not Path(path).exists():
         raise Failure("MNM_ERR_NOT_FOUND", f"{path}: bundle folder not found")
     try:
@@ -124,21 +124,31 @@ def pipeline_open(bundle, options, out):
     if backend != "auto" and backend not in NAMES:
         raise BadArgument(f"unknown backend {backend!r}; choose auto, {', '.join(NAMES)}")
     try:
-        pipe = Pipeline(opened, backend=backend, max_batch=max_batch, **({"threads": threads} if threads else {}))
+        opened.check_precision(precision)
+    except MnmError as exc:
+        raise BadArgument(f"options.precision: {exc}") from None
+    try:
+        pipe = Pipeline(opened, backend=backend, max_batch=max_batch, precision=precision,
+                        **({"threads": threads} if threads else {}))
     except MnmError as exc:
         raise Failure("MNM_ERR_BACKEND", str(exc)) from None
     number = _handles.add(_OpenPipeline(pipe, _info_strings(pipe)), "pipeline", pipe.close)
     out[0] = _c.ffi.cast("mnm_pipeline *", number)
 
 
-def _options(options) -> tuple[str, int, int]:
+def _options(options) -> tuple[str, int, int, str]:
     if options == _c.ffi.NULL:
-        return "auto", 0, DEFAULT_MAX_BATCH
-    backend = "auto" if options.backend == _c.ffi.NULL else _c.text(options.backend, "options.backend") or "auto"
+        return "auto", 0, DEFAULT_MAX_BATCH, "auto"
+    backend, precision = (_auto_or_text(getattr(options, name), f"options.{name}") for name in ("backend", "precision"))
     for name in ("threads", "max_batch"):
         if getattr(options, name) < 0:
             raise BadArgument(f"options.{name} must be 0 (the default) or more, got {getattr(options, name)}")
-    return backend, options.threads, options.max_batch or DEFAULT_MAX_BATCH
+    return backend, options.threads, options.max_batch or DEFAULT_MAX_BATCH, precision
+
+
+def _auto_or_text(pointer, name: str) -> str:
+    """An optional string option: NULL or empty means ``auto``."""
+    return "auto" if pointer == _c.ffi.NULL else _c.text(pointer, name) or "auto"
 
 
 def _info_strings(pipe) -> dict:

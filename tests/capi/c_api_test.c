@@ -135,7 +135,7 @@ int main(int argc, char **argv)
     EXPECT(mnm_pipeline_open(damaged, NULL, &pipe), MNM_ERR_BUNDLE, "sha256 mismatch");
     EXPECT(mnm_pipeline_open(NULL, NULL, &pipe), MNM_ERR_ARGUMENT, "bundle is NULL");
     EXPECT(mnm_pipeline_open(bundle, NULL, NULL), MNM_ERR_ARGUMENT, "out is NULL");
-    mnm_pipeline_options options = {"warp-drive", 1, 0};
+    mnm_pipeline_options options = {"warp-drive", 1, 0, NULL};
     EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "unknown backend 'warp-drive'");
     options.backend = "tensorrt"; /* the bundle has no engines */
     EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_BACKEND, "backend tensorrt cannot run here");
@@ -143,6 +143,11 @@ int main(int argc, char **argv)
     options.threads = -1;
     EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "options.threads must be 0");
     options.threads = 1;
+    options.precision = "int4";
+    EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "options.precision: precision must be one of");
+    options.precision = "int8"; /* the demo bundle has fp32 graphs only */
+    EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "the bundle has no INT8 graphs");
+    options.precision = "fp32";
     options.max_batch = 4;
     EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_OK, "");
     EXPECT(mnm_pipeline_open(code_only, NULL, &small), MNM_OK, "");

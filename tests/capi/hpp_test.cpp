@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     EXPECT_ERROR(mnm::Pipeline(bundle, options), MNM_ERR_ARGUMENT, "unknown backend");
     EXPECT_ERROR(mnm::set_python("/usr/bin/python3"), MNM_ERR_PYTHON, "already started");
 
-    mnm::Pipeline pipe(bundle, mnm::Options{"ort-cpu", 1, 8});
+    mnm::Pipeline pipe(bundle, mnm::Options{"ort-cpu", 1, 8, "auto"});
     const mnm::Info &info = pipe.info();
     CHECK(info.image_size == 32 && info.code_mode && info.feature_mode && info.graphs.size() == 8);
     CHECK(info.backend.rfind("ort-cpu", 0) == 0 && !info.version.empty() && !info.bundle.empty());

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int count = atoi(argv[2]), keep_outputs = argc > 3 && strcmp(argv[3], "--keep-outputs") == 0;
-    mnm_pipeline_options options = {NULL, 1, 0};
+    mnm_pipeline_options options = {NULL, 1, 0, NULL};
     mnm_pipeline *pipe = NULL;
     if (mnm_pipeline_open(argv[1], &options, &pipe) != MNM_OK) {
         fprintf(stderr, "open: %s\n", mnm_last_error());

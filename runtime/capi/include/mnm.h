@@ -96,6 +96,8 @@ typedef struct mnm_pipeline_options {
     const char *backend; /* NULL or "auto" (the fastest that starts), "ort-cpu", "ort-cuda", "ort-trt", "tensorrt" */
     int32_t threads;     /* onnxruntime CPU threads; 0: the runtime's default (physical cores) */
     int32_t max_batch;   /* most images per graph run; 0: 16 */
+    const char *precision; /* NULL or "auto" (INT8 graphs where the bundle has them, else fp32), "fp32",
+                              "fp16", "int8" (refused on a bundle without INT8 graphs) */
 } mnm_pipeline_options;
 
 typedef struct mnm_mix_request {

@@ -141,6 +141,7 @@ struct Options {
     std::string backend = "auto";
     int threads = 0;   // 0: the runtime's default
     int max_batch = 0; // 0: 16
+    std::string precision = "auto"; // auto, fp32, fp16, int8
 };
 
 struct Info {
@@ -167,7 +168,7 @@ class Pipeline {
 public:
     explicit Pipeline(const std::string &bundle, const Options &options = {})
     {
-        mnm_pipeline_options c{options.backend.c_str(), options.threads, options.max_batch};
+        mnm_pipeline_options c{options.backend.c_str(), options.threads, options.max_batch, options.precision.c_str()};
         check(mnm_pipeline_open(bundle.c_str(), &c, &handle_));
         info_ = read_info();
     }
