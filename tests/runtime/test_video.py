@@ -505,8 +505,18 @@ def interrupt_on_call(k: int, seen: list):
     return process
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt in this process, as in a terminal. A process started with SIGINT
+    ignored (a background job of a non-interactive shell, as CI may run the suite) keeps it ignored,
+    and Python then installs no handler of its own."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("live", [False, True])
-def test_ctrl_c_during_inference_counts_the_frame_in_flight_as_failed(tmp_path, live):
+def test_ctrl_c_during_inference_counts_the_frame_in_flight_as_failed(tmp_path, live, ctrl_c_raises):
     clip = write_video(tmp_path / "clip.mp4", 30, fps=100)
     seen = []
     sink = video.open_sink(tmp_path / "out.gif", fps=10)
@@ -523,7 +533,7 @@ def test_ctrl_c_during_inference_counts_the_frame_in_flight_as_failed(tmp_path, 
         assert (report.frames_in, report.drops) == (7, 0)  # no phantom drop for the frame left in the slot
 
 
-def test_ctrl_c_while_waiting_for_a_frame_fails_nothing():
+def test_ctrl_c_while_waiting_for_a_frame_fails_nothing(ctrl_c_raises):
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
