@@ -97,6 +97,10 @@ def test_joint_block_with_batchnorm_and_gradients(train):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_stages_same_with_and_without_rewrite(train):
+    """Equal to float rounding of the output's scale: phi reaches about 20-28 here, where one float32 ulp
+    is about 2e-6 and the two sums differ by up to 1.5e-5 (60 initialisations measured), so an absolute
+    1e-5 failed for some initialisations; the initialisation is seeded too."""
+    torch.manual_seed(0)
     cfg = dataclasses.replace(PRESETS["tiny"], n_parent=3, n_child=9).validate()
     gen = torch.Generator().manual_seed(2)
     z, p = torch.randn(4, cfg.z_dim, generator=gen), torch.eye(3)[[0, 1, 2, 1]]
@@ -108,7 +112,7 @@ def test_stages_same_with_and_without_rewrite(train):
         image = child(phi, c, bg)["image"]
         for stage in (parent, child):
             stage.joint.conv.use_rewrite = False
-        torch.testing.assert_close(parent(z, p), phi, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(parent(z, p), phi, atol=2e-6 * phi.abs().max().item(), rtol=0)
         torch.testing.assert_close(child(phi, c, bg)["image"], image, atol=1e-5, rtol=1e-5)
 
 
