@@ -193,17 +193,16 @@ def scenarios(pipeline, inputs: ScenarioInputs) -> dict[str, Scenario]:
 def backend_names(requested: list[str]) -> list[tuple[str, bool]]:
     """``(name, optional)`` pairs: ``all`` expands into every backend, fastest first, each optional
     (one that does not start is skipped with its reason); a named one must start."""
-    from mnm.runtime.backends import AUTO_ORDER, NAMES
+    from mnm.runtime.backends import AUTO_ORDER, check_name
 
     names: dict[str, bool] = {}
     for name in requested:
+        check_name(name, also=("auto", "all"))
         if name == "all":
             for candidate in AUTO_ORDER:
                 names.setdefault(candidate, True)
-        elif name in (*NAMES, "auto"):
-            names[name] = False
         else:
-            raise MnmError(f"unknown backend {name!r}; choose auto, all, {', '.join(NAMES)}")
+            names[name] = False
     return list(names.items())
 
 

@@ -79,6 +79,13 @@ class EngineEntry:
         return read_json_object(self.record_path, "engine build record")
 
 
+def check_precision_name(precision: str, what: str = "precision") -> None:
+    """Refuse, in one line naming ``what`` (the option), a precision no bundle gives (needs no bundle:
+    callers check before opening one)."""
+    if precision not in PRECISIONS:
+        raise MnmError(f"{what} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
 class Bundle:
     """A verified bundle folder: ``Bundle.open(path)``.
 
@@ -148,8 +155,7 @@ class Bundle:
 
     def check_precision(self, precision: str) -> None:
         """Refuse, in one line, a precision this bundle cannot give."""
-        if precision not in PRECISIONS:
-            raise MnmError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision_name(precision)
         if precision == "int8" and not self.graphs_int8:
             raise MnmError(f"{self.path}: the bundle has no INT8 graphs (export it with --int8); "
                            "use --precision fp32 or auto")

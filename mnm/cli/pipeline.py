@@ -34,12 +34,10 @@ def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | Non
                   verbose: bool = False, fit: str = "crop", precision: str = "auto"):
     """The verified bundle's pipeline, saying on stderr in one line which backend runs (with
     ``verbose``, also why the faster ones did not); ``mnm animate`` uses it too."""
-    from mnm.errors import MnmError
-    from mnm.runtime.bundle import PRECISIONS, Bundle
+    from mnm.runtime.bundle import Bundle, check_precision_name
     from mnm.runtime.pipeline import Pipeline
 
-    if precision not in PRECISIONS:
-        raise MnmError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision_name(precision, "--precision")
     options = {"precision": precision} if threads is None else {"threads": threads, "precision": precision}
     pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, fit=fit, **options)
     typer.echo(backend_line(pipe.backend, backend), err=True)

@@ -22,10 +22,16 @@ AUTO_ORDER = ("tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
 TENSORRT_OPTIONS = ("precision", "device_id")
 
 
+def check_name(name: str, also: tuple[str, ...] = ("auto",)) -> None:
+    """Refuse, in one line, a backend name that is neither in ``NAMES`` nor in ``also`` (needs no bundle,
+    so callers check before they open one)."""
+    if name not in (*also, *NAMES):
+        raise MnmError(f"unknown backend {name!r}; choose {', '.join((*also, *NAMES))}")
+
+
 def start(bundle: Bundle, name: str, **options) -> Backend:
     """Backend ``name`` created for ``bundle``, or ``BackendUnavailable`` saying why it cannot run here."""
-    if name not in NAMES:
-        raise MnmError(f"unknown backend {name!r}; choose auto, {', '.join(NAMES)}")
+    check_name(name, also=())
     if name == "tensorrt":
         from mnm.runtime.backends.tensorrt import TensorRTBackend
 
@@ -80,4 +86,4 @@ def probe(bundle: Bundle, names=AUTO_ORDER, **options) -> dict[str, Probe]:
     return found
 
 
-__all__ = ["AUTO_ORDER", "NAMES", "Backend", "BackendUnavailable", "Probe", "create", "probe", "start"]
+__all__ = ["AUTO_ORDER", "NAMES", "Backend", "BackendUnavailable", "Probe", "check_name", "create", "probe", "start"]

@@ -110,23 +110,27 @@ class _OpenPipeline:
 @extern
 def pipeline_open(bundle, options, out):
     from mnm.runtime import Bundle, Pipeline
-    from mnm.runtime.backends import NAMES
+    from mnm.runtime.backends import check_name
+    from mnm.runtime.bundle import check_precision_name
 
     path = _c.text(bundle, "bundle")
     _c.require(out, "out")
     backend, threads, max_batch, precision = _options(options)
+    try:  # before the bundle is opened (that reads every file): a typo fails at once
+        check_name(backend)
+        check_precision_name(precision, "options.precision")
+    except MnmError as exc:
+        raise BadArgument(str(exc)) from None
     if not Path(path).exists():
         raise Failure("MNM_ERR_NOT_FOUND", f"{path}: bundle folder not found")
     try:
         opened = Bundle.open(path)
     except MnmError as exc:
         raise Failure("MNM_ERR_BUNDLE", str(exc)) from None
-    if backend != "auto" and backend not in NAMES:
-        raise BadArgument(f"unknown backend {backend!r}; choose auto, {', '.join(NAMES)}")
     try:
         opened.check_precision(precision)
     except MnmError as exc:
-        raise BadArgument(f"options.precision: {exc}") from None
+        raise BadArgument(str(exc)) from None
     try:
         pipe = Pipeline(opened, backend=backend, max_batch=max_batch, precision=precision,
                         **({"threads": threads} if threads else {}))

@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "options.threads must be 0");
     options.threads = 1;
     options.precision = "int4";
-    EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "options.precision: precision must be one of");
+    EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "options.precision must be one of");
     options.precision = "int8"; /* the demo bundle has fp32 graphs only */
     EXPECT(mnm_pipeline_open(bundle, &options, &pipe), MNM_ERR_ARGUMENT, "the bundle has no INT8 graphs");
     options.precision = "fp32";
