@@ -6,10 +6,11 @@
     the static image (nothing cached). Both sides use the same networks, so the code-conv rewrite
     (docs/export-rewrites.md) is in both.
 (b) The runtime is ``mnm.runtime.Pipeline`` on onnxruntime CPU: encoders only for the codes a
-    request needs, each reference once, cached stages, g_child per combination; in the four
-    variants of ``levers.py``: the baseline (graphs without the phase rewrites of
-    docs/export-rewrites.md), fp32 (with them), concurrent (fp32 with independent graph runs side
-    by side) and int8 (fp32 with the INT8 graphs that passed their gate, docs/int8.md).
+    request needs, each reference once, cached stages, g_child per combination; in the five
+    variants of ``levers.py``: the baseline (graphs without the export rewrites of
+    docs/export-rewrites.md, workers that never spin), fp32 (the runtime's default), no_spin (fp32
+    with workers that never spin), concurrent (fp32 with independent graph runs side by side) and
+    int8 (fp32 with the INT8 graphs that passed their gate, docs/int8.md).
 
 The top-level keys are those of the precision that ran fastest overall among those that passed
 their gate (``best_precision``), named by ``precision``; ``fp32`` and ``int8`` hold each run's.
@@ -285,7 +286,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--preset", default="paper", help="Model preset of the random-init bundle (paper, lite, tiny).")
     parser.add_argument("--bundle", help="Benchmark this bundle instead of exporting a random-init one.")
     parser.add_argument("--baseline-bundle",
-                        help="With --bundle: the same weights exported without the phase rewrites "
+                        help="With --bundle: the same weights exported without the export rewrites "
                         "(mnm.export.export_bundle(..., rewrites=())), for the rewrites lever.")
     parser.add_argument("--calibrate", help="INT8 calibration images of the exported bundle [default: synthetic].")
     parser.add_argument("--seed", type=int, default=0, help="Weight seed of the exported random-init bundle.")

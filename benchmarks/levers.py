@@ -1,10 +1,11 @@
 """The levers of the CPU speed work, measured one by one in ``compare_reference.py``'s run.
 
-Four runtime variants (``VARIANTS``): the baseline (graphs exported without the phase rewrites of
-docs/export-rewrites.md), fp32 (with them: the runtime's fp32 default), concurrent (fp32 with
-independent graph runs side by side) and int8 (fp32 with the INT8 graphs that passed their gate,
-docs/int8.md). A lever's own effect is the ratio of the variants without and with it (``LEVERS``),
-timed in the same interleaved run; ``graph_levers`` does the same per graph.
+Five runtime variants (``VARIANTS``): the baseline (graphs exported without the export rewrites
+of docs/export-rewrites.md), fp32 (with them: the runtime's fp32 default), no_spin (fp32 with
+onnxruntime's idle workers sleeping at once instead of spinning briefly for the next operator),
+concurrent (fp32 with independent graph runs side by side) and int8 (fp32 with the INT8 graphs
+that passed their gate, docs/int8.md). A lever's own effect is the ratio of the variants without
+and with it (``LEVERS``), timed in the same interleaved run; ``graph_levers`` does the same per graph.
 """
 
 from __future__ import annotations
@@ -14,22 +15,28 @@ from pathlib import Path
 
 import numpy as np
 
-# The runtime variants timed against the reference: name -> (bundle, concurrent graph runs, precision).
+NO_SPIN = {"session.intra_op.allow_spinning": "0"}
+# The runtime variants timed against the reference:
+# name -> (bundle, concurrent graph runs, precision, onnxruntime session overrides).
 # "baseline" is the runtime before these levers; "fp32" and "int8" are the runtime's defaults.
 VARIANTS = {
-    "baseline": ("naive", False, "fp32"),
-    "fp32": ("main", False, "fp32"),
-    "concurrent": ("main", True, "fp32"),
-    "int8": ("main", False, "auto"),
+    "baseline": ("naive", False, "fp32", NO_SPIN),
+    "fp32": ("main", False, "fp32", None),
+    "no_spin": ("main", False, "fp32", NO_SPIN),
+    "concurrent": ("main", True, "fp32", None),
+    "int8": ("main", False, "auto", None),
 }
 LEVERS = {  # lever -> (variant without it, variant with it, what it is)
-    "rewrites": ("baseline", "fp32", "exact export rewrites: upBlocks and ConvTranspose as four 2x2 phase convs"),
+    "rewrites": ("baseline", "no_spin", "exact export rewrites: upBlocks and ConvTranspose as four 2x2 phase "
+                 "convs, GLUs as value and gate convs, image and mask heads as one conv"),
+    "spin": ("no_spin", "fp32", "idle onnxruntime workers spin up to 100 us for the next operator"),
     "concurrent": ("fp32", "concurrent", "independent graph runs of a request side by side"),
     "int8": ("fp32", "int8", "INT8 graphs where they passed their quality gate"),
 }
 
 
-GRAPH_LEVERS = ("rewrites", "int8")  # the levers that change single graphs (graph_levers measures them)
+# The levers that change single graphs: lever -> (backend without it, backend with it) in graph_levers.
+GRAPH_LEVERS = {"rewrites": ("baseline", "fp32"), "int8": ("fp32", "int8")}
 
 
 def variant_pipelines(bundles: dict, opts) -> dict:
@@ -37,12 +44,14 @@ def variant_pipelines(bundles: dict, opts) -> dict:
     from mnm.runtime.pipeline import Pipeline
 
     out = {}
-    for name, (which, concurrent, precision) in VARIANTS.items():
+    for name, (which, concurrent, precision, overrides) in VARIANTS.items():
         bundle = bundles.get(which)
         if bundle is None or (name == "int8" and (not bundle.graphs_int8 or opts.backend != "ort-cpu")):
             continue
-        out[name] = Pipeline(bundle, backend=opts.backend, concurrent=concurrent, precision=precision,
-                             **backend_options(opts))
+        options = backend_options(opts)
+        if overrides and opts.backend == "ort-cpu":
+            options["session_overrides"] = overrides
+        out[name] = Pipeline(bundle, backend=opts.backend, concurrent=concurrent, precision=precision, **options)
     return out
 
 
@@ -106,7 +115,7 @@ def lever_rows(result: dict, levers: dict) -> list[dict]:
                      for name, s in result["scenarios"].items() if before in s["runtimes"] and after in s["runtimes"]}
         if not scenarios:
             continue
-        graph_before, graph_after = (before, after) if lever in GRAPH_LEVERS else (None, None)
+        graph_before, graph_after = GRAPH_LEVERS.get(lever, (None, None))
         graphs = {}
         if graph_after:
             for graph, per_batch in levers.items():
@@ -119,8 +128,8 @@ def lever_rows(result: dict, levers: dict) -> list[dict]:
 
 
 def open_bundles(args, stack, log) -> dict:
-    """``main`` (the bundle under test: phase rewrites, INT8 graphs) and ``naive`` (the same weights
-    without the phase rewrites, for the rewrites lever; None when not given with --bundle)."""
+    """``main`` (the bundle under test: export rewrites, INT8 graphs) and ``naive`` (the same weights
+    without the export rewrites, for the rewrites lever; None when not given with --bundle)."""
     from mnm.config import resolve_config
     from mnm.runtime.bundle import Bundle
 
@@ -131,7 +140,7 @@ def open_bundles(args, stack, log) -> dict:
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mnm-compare-")))
     cfg = resolve_config(args.preset)
-    log(f"exporting a random-init {args.preset} bundle (seed {args.seed}) without the phase rewrites")
+    log(f"exporting a random-init {args.preset} bundle (seed {args.seed}) without the export rewrites")
     export_random(cfg, folder / "naive", seed=args.seed, preset=args.preset, rewrites=())
     log(f"exporting it with the rewrites and INT8 graphs (calibration: {args.calibrate or 'synthetic'})")
     export_random(cfg, folder / "main", seed=args.seed, preset=args.preset, int8=args.backend == "ort-cpu",

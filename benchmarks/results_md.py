@@ -12,8 +12,9 @@ NOTES_BEGIN = "<!-- NOTES: hand-written, kept when this file is regenerated -->"
 NOTES_END = "<!-- END NOTES -->"
 DEFAULT_NOTES = "(no notes yet)"
 VARIANT_TITLES = {
-    "baseline": "no phase rewrites (the runtime before these levers)",
-    "fp32": "+ phase rewrites (the fp32 result)",
+    "baseline": "no export rewrites, workers never spin (the runtime before these levers)",
+    "fp32": "+ export rewrites + brief spinning (the fp32 result)",
+    "no_spin": "fp32 with workers that never spin",
     "concurrent": "fp32 + independent graph runs side by side",
     "int8": "fp32 + INT8 graphs that passed their gate (the int8 result)",
 }

@@ -14,25 +14,32 @@ from torch import nn
 
 from mnm.errors import MnmError
 from mnm.nn.blocks import CodeConv3x3
+from mnm.nn.gated import is_glu_site, rewrite_glus
+from mnm.nn.heads import fuse_heads, has_head_pairs
 from mnm.nn.phase import is_transposed_block, is_up_block, rewrite_transposed_blocks, rewrite_up_blocks
 
 REWRITES = {
     "code_conv": "joint conv over concat(features, broadcast code) = feature conv + nine border classes of the code",
     "up_phase": "nearest x2 + conv3x3 = four 2x2 convs on the input, one per output phase, + DepthToSpace",
     "transposed_phase": "ConvTranspose 4x4 stride 2 = four 2x2 convs, one per output phase, + DepthToSpace",
+    "glu_split": "conv + BatchNorm + GLU = value conv times sigmoid of gate conv (BatchNorm folded)",
+    "fused_heads": "image head (3 channels) and mask head (1) on the same input = one conv, sliced",
 }
-EXPORT_REWRITES = ("up_phase", "transposed_phase")
+EXPORT_REWRITES = ("up_phase", "transposed_phase", "glu_split", "fused_heads")
 """The rewrites the exporter applies (``code_conv`` is always on: it is in the networks)."""
 DEFAULT_REWRITES = EXPORT_REWRITES
-"""Applied unless asked otherwise. Both were measured faster than the form they replace in
-onnxruntime on this project's CPU (benchmarks/RESULTS.md, "Levers"): ``transposed_phase`` does the
-same multiply-adds as ConvTranspose but on the fast convolution path."""
+"""Applied unless asked otherwise. Each was measured faster than the form it replaces in
+onnxruntime on this project's CPU (benchmarks/RESULTS.md, "Levers"); only ``up_phase`` saves
+multiply-adds, the others move the same ones onto onnxruntime's blocked convolution path."""
 
-_APPLY = {"up_phase": rewrite_up_blocks, "transposed_phase": rewrite_transposed_blocks}
+_APPLY = {"up_phase": rewrite_up_blocks, "transposed_phase": rewrite_transposed_blocks, "glu_split": rewrite_glus,
+          "fused_heads": fuse_heads}
 _FINDS = {
     "code_conv": lambda m: isinstance(m, CodeConv3x3) and m.use_rewrite,
     "up_phase": is_up_block,
     "transposed_phase": is_transposed_block,
+    "glu_split": is_glu_site,
+    "fused_heads": has_head_pairs,
 }
 
 
@@ -45,8 +52,12 @@ def check_rewrites(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def rewritten(module: nn.Module, names: Iterable[str]) -> nn.Module:
-    """A copy of ``module`` (eval mode) with the named export rewrites applied; ``module`` is untouched."""
-    for name in check_rewrites(names):
+    """A copy of ``module`` (eval mode) with the named export rewrites applied; ``module`` is untouched.
+
+    They are applied in :data:`EXPORT_REWRITES` order: ``glu_split`` also splits the gates of the
+    phase blocks the first two create."""
+    names = check_rewrites(names)
+    for name in (n for n in EXPORT_REWRITES if n in names):
         module = _APPLY[name](module)
     return module
 

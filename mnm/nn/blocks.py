@@ -102,6 +102,20 @@ def _spread_border_classes(classes: torch.Tensor, dim: int, n: int) -> torch.Ten
     return torch.cat([first, middle.expand(shape), last], dim)
 
 
+def code_conv3x3(
+    feat: torch.Tensor, code: torch.Tensor, w_feat: torch.Tensor, w_code: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """conv3×3(feat, w_feat) + the code's share as nine border classes (:class:`CodeConv3x3`);
+    ``bias`` is added to the nine classes, before they are spread."""
+    height, width = feat.shape[2], feat.shape[3]
+    out = F.conv2d(feat, w_feat, padding=1)
+    plane = code[:, :, None, None] * torch.ones(1, 1, 3, 3, dtype=code.dtype, device=code.device)
+    classes = F.conv2d(plane, w_code, bias, padding=1)  # [N, out, 3, 3]: the nine border classes
+    classes = _spread_border_classes(classes, 2, height)
+    classes = _spread_border_classes(classes, 3, width)
+    return out + classes
+
+
 class CodeConv3x3(nn.Module):
     """A bias-free 3×3 conv over ``concat(features, code broadcast to H×W)``, computed exactly
     without materialising the broadcast (docs/export-rewrites.md, "code_conv").
@@ -123,7 +137,7 @@ class CodeConv3x3(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, feat_channels + code_channels, 3, 3))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # nn.Conv2d's default
 
-    def _split(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def split_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.code_first:
             return self.weight[:, self.code_channels :], self.weight[:, : self.code_channels]
         return self.weight[:, : self.feat_channels], self.weight[:, self.feat_channels :]
@@ -131,14 +145,7 @@ class CodeConv3x3(nn.Module):
     def forward(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         if not self.use_rewrite:
             return self.naive(feat, code)
-        w_feat, w_code = self._split()
-        height, width = feat.shape[2], feat.shape[3]
-        out = F.conv2d(feat, w_feat, padding=1)
-        plane = code[:, :, None, None] * torch.ones(1, 1, 3, 3, dtype=code.dtype, device=code.device)
-        classes = F.conv2d(plane, w_code, padding=1)  # [N, out, 3, 3]: the nine border classes
-        classes = _spread_border_classes(classes, 2, height)
-        classes = _spread_border_classes(classes, 3, width)
-        return out + classes
+        return code_conv3x3(feat, code, *self.split_weight())
 
     def naive(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """The reference computation: broadcast the code to H×W, concatenate, convolve."""

@@ -97,12 +97,19 @@ class ChildStage(nn.Module):
         self.same = same_block(2 * f, f)
         self.child_image = image_head(f)
         self.child_mask = mask_head(f)
+        self.fused_heads: nn.ModuleDict | None = None  # set on export copies by the ``fused_heads`` rewrite
+
+    def heads(self, which: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(foreground, mask) of the ``parent`` or ``child`` heads, which read the same input."""
+        if self.fused_heads is not None:
+            return self.fused_heads[which](x)
+        return getattr(self, f"{which}_image")(x), getattr(self, f"{which}_mask")(x)
 
     def forward(self, shape_feature: torch.Tensor, c: torch.Tensor, background: torch.Tensor) -> dict:
-        fg_p, m_p = self.parent_image(shape_feature), self.parent_mask(shape_feature)
+        fg_p, m_p = self.heads("parent", shape_feature)
         parent = fg_p * m_p + background * (1 - m_p)
         h = self.same(self.residual(self.joint(shape_feature, c)))
-        fg_c, m_c = self.child_image(h), self.child_mask(h)
+        fg_c, m_c = self.heads("child", h)
         return {
             "image": fg_c * m_c + parent * (1 - m_c),
             "child_mask": m_c,

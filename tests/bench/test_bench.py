@@ -120,7 +120,7 @@ def _bench_script(*args: str, timeout: float = 600) -> subprocess.CompletedProce
 
 def test_compare_reference_tiny(tmp_path):
     """The benchmark's one command, end to end at the tiny preset: it exports the bundles itself
-    (without and with the phase rewrites, the latter with INT8 graphs) and times every lever."""
+    (without and with the export rewrites, the latter with INT8 graphs) and times every lever."""
     out, md = tmp_path / "cmp.json", tmp_path / "RESULTS.md"
     md.write_text("# old\n<!-- NOTES: hand-written, kept when this file is regenerated -->\nmy analysis\n"
                   "<!-- END NOTES -->\n")
@@ -148,24 +148,24 @@ def test_compare_reference_tiny(tmp_path):
             assert set(per_batch) == {"1", "8"}
             assert all(math.isfinite(v) and v > 0 for v in per_batch.values())
     assert set(report["scenarios"]) == SCENARIOS
-    variants = {"baseline", "fp32", "concurrent"} | set(heads)
+    variants = {"baseline", "fp32", "no_spin", "concurrent"} | set(heads)
     for s in report["scenarios"].values():
         assert set(s["runtimes"]) == variants
         for v in variants:
             assert s["speedups"][v] == pytest.approx(s["reference"]["median_ms"] / s["runtimes"][v]["median_ms"])
         # Same weights, same images: the reference procedure and the fp32 variants agree to rounding.
-        assert max(s["agreement_max_abs_uint8"][v] for v in ("baseline", "fp32", "concurrent")) <= 2
+        assert max(s["agreement_max_abs_uint8"][v] for v in ("baseline", "fp32", "no_spin", "concurrent")) <= 2
     assert report["single_mix_speedup"] == report["scenarios"]["single_mix"]["speedups"][report["precision"]]
     assert report["fp32"]["grid_speedup"] == report["scenarios"]["grid"]["speedups"]["fp32"]
     levers = {row["lever"]: row for row in report["levers"]}
-    assert {"rewrites", "concurrent"} <= set(levers)
+    assert {"rewrites", "spin", "concurrent"} <= set(levers)
     rewrites = levers["rewrites"]
     assert set(rewrites["scenarios"]) == SCENARIOS and {"g_background", "g_parent"} <= set(rewrites["graphs"])
     single = report["scenarios"]["single_mix"]["runtimes"]
     assert rewrites["scenarios"]["single_mix"] == pytest.approx(
-        single["baseline"]["median_ms"] / single["fp32"]["median_ms"])
+        single["baseline"]["median_ms"] / single["no_spin"]["median_ms"])
     assert report["source"] == {"kind": "random-init", "seed": 0, "preset": "tiny"}
-    assert list(report["rewrites"]) == ["code_conv", "up_phase", "transposed_phase"]
+    assert list(report["rewrites"]) == ["code_conv", "up_phase", "transposed_phase", "glu_split", "fused_heads"]
     peak = report["peak"]
     assert peak["peak_gflops"] == max(peak["numpy"]["gflops"], peak["onnxruntime"]["gflops"])
     assert report["int8_peak"]["peak_gflops"] > 0

@@ -200,17 +200,23 @@ def test_manifest_names_the_rewrites_in_each_graph(exported):
     """docs/export-rewrites.md: the upsampling layers leave as phase convs + DepthToSpace; the
     manifest says which rewrite is in which graph and what the naive computation would cost."""
     manifest = manifest_of(exported.checkpoint_bundle)
-    assert list(manifest["rewrites"]) == ["code_conv", "up_phase", "transposed_phase"]
-    expected = {"g_background": ["up_phase"], "g_parent": ["code_conv", "up_phase"], "g_child": ["code_conv"],
-                "extractor": ["transposed_phase"], "enc_z": []}
+    assert list(manifest["rewrites"]) == ["code_conv", "up_phase", "transposed_phase", "glu_split", "fused_heads"]
+    expected = {"g_background": ["up_phase", "glu_split"], "g_parent": ["code_conv", "up_phase", "glu_split"],
+                "g_child": ["code_conv", "glu_split", "fused_heads"], "extractor": ["transposed_phase", "glu_split"],
+                "enc_z": ["glu_split"]}
     summary = summarize(CFG)["graphs"]
     for name, rewrites in expected.items():
         entry = manifest["graphs"][name]
         assert entry["rewrites"] == rewrites, name
         assert entry["macs_per_image_naive"] == summary[name]["macs_naive"], name
-        ops = {node.op_type for node in onnx.load(str(exported.checkpoint_bundle / entry["file"])).graph.node}
+        nodes = onnx.load(str(exported.checkpoint_bundle / entry["file"])).graph.node
+        ops = {node.op_type for node in nodes}
         assert "Resize" not in ops and "ConvTranspose" not in ops, name
         assert ("DepthToSpace" in ops) == bool({"up_phase", "transposed_phase"} & set(rewrites)), name
+        # glu_split: BatchNorm folded everywhere, and no sigmoid gates the half of a Split any more
+        producer = {out: node.op_type for node in nodes for out in node.output}
+        assert "BatchNormalization" not in ops, name
+        assert all(producer.get(n.input[0]) != "Split" for n in nodes if n.op_type == "Sigmoid"), name
     g_background = manifest["graphs"]["g_background"]
     assert g_background["macs_per_image"] < g_background["macs_per_image_naive"] / 2
 
