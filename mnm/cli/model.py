@@ -20,8 +20,9 @@ def _giga(n: int) -> str:
 
 def _table(report: dict) -> str:
     """Graphs then totals: MACs of the exported graph, of the naive computation, and what each
-    rewrite of docs/export-rewrites.md takes off (blank where it changes nothing)."""
-    rewrites = report["rewrites"]
+    rewrite of docs/export-rewrites.md takes off (blank where it changes nothing; rewrites that
+    change no count anywhere, only the kind of operation, get no column)."""
+    rewrites = [r for r in report["rewrites"] if any(e["macs_saved"][r] for e in report["graphs"].values())]
     rows = [("graph", "params", "MACs/image", "naive MACs", *(f"-{r}" for r in rewrites))]
     for name, entry in report["graphs"].items():
         saved = [_giga(entry["macs_saved"][r]) if entry["macs_saved"][r] else "" for r in rewrites]

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnm.nn.blocks import GLU, JointBlock, code_conv3x3
+from mnm.nn.blocks import GLU, JointBlock, border_class_map, code_conv3x3
 from mnm.nn.phase import PADS, PHASES, PhaseUpsample, _rewritten, fold_batchnorm
 
 
@@ -72,8 +72,9 @@ class GatedJoint(nn.Module):
             self.register_buffer(f"gate_{name}", gate)
 
     def forward(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        value = code_conv3x3(feat, code, self.value_feat, self.value_code, self.value_bias)
-        gate = code_conv3x3(feat, code, self.gate_feat, self.gate_code, self.gate_bias)
+        class_map = border_class_map(feat)  # one constant for both halves in the exported graph
+        value = code_conv3x3(feat, code, self.value_feat, self.value_code, self.value_bias, class_map)
+        gate = code_conv3x3(feat, code, self.gate_feat, self.gate_code, self.gate_bias, class_map)
         return value * torch.sigmoid(gate)
 
 
