@@ -8,9 +8,9 @@ are cached on the bytes of their inputs, and each (encoder, reference) code like
 With ``concurrent=True`` independent graph runs of one request go side by side: the encoders of
 different references, and ``g_background`` beside ``g_parent`` or ``extractor``, each with its
 backend's intra-op threads. It is off by default: on this project's 2-core CPU at batch 1 it
-measured within the scatter between runs of one run after the other with both cores in each run
-(1.08-1.09x on a single mix and the grid, 0.91-0.97x on img2gif, at load ~4; no faster in an
-earlier run: benchmarks/RESULTS.md, "Levers"). A machine with more cores than one graph keeps busy
+gains nothing over one run after the other with both cores in each (0.85-1.06x in the idle run
+of benchmarks/RESULTS.md, "Levers", where the workers spin briefly between operators and every
+extra thread competes for the two cores). A machine with more cores than one graph keeps busy
 may gain from it: ``benchmarks/compare_reference.py`` measures it.
 
 Thread safety: backends' ``run`` is thread-safe, the caches and the counters take a lock for each
