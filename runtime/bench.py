@@ -206,25 +206,19 @@ def backend_names(requested: list[str]) -> list[tuple[str, bool]]:
     return list(names.items())
 
 
-def start_pipelines(bundle, names: list[tuple[str, bool]], precision: str = "auto") -> tuple[dict, dict[str, str]]:
-    """A pipeline per backend that starts (created for real, as ``--backend auto`` would), and why
-    each optional one did not."""
+def start_pipeline(bundle, name: str, optional: bool, precision: str = "auto"):
+    """``(key, pipeline, None)`` for a backend that starts (created for real, as ``--backend auto``
+    would), ``(name, None, reason)`` for an optional one that does not; a required one raises."""
     from mnm.runtime.backends import BackendUnavailable, start
     from mnm.runtime.pipeline import Pipeline
 
-    pipelines, skipped = {}, {}
-    for name, optional in names:
-        if not optional:
-            pipeline = Pipeline(bundle, backend=name, precision=precision)
-            pipelines[pipeline.backend.name if name == "auto" else name] = pipeline
-            continue
-        try:
-            pipelines[name] = Pipeline(bundle, backend=start(bundle, name, precision=precision))
-        except BackendUnavailable as exc:
-            skipped[name] = str(exc)
-    if not pipelines:
-        raise MnmError("no backend to benchmark: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return pipelines, skipped
+    if not optional:
+        pipeline = Pipeline(bundle, backend=name, precision=precision)
+        return (pipeline.backend.name if name == "auto" else name), pipeline, None
+    try:
+        return name, Pipeline(bundle, backend=start(bundle, name, precision=precision)), None
+    except BackendUnavailable as exc:
+        return name, None, str(exc)
 
 
 def run_bench(
@@ -238,7 +232,8 @@ def run_bench(
 ) -> dict:
     """Benchmark the bundle on each backend at ``precision``; returns the report ``mnm bench --json`` writes.
 
-    ``progress(total)`` returns a context manager with ``update()`` (``mnm.progress.track``).
+    ``progress(total)`` returns a context manager with ``update()``, a settable ``total`` and
+    ``refresh()`` (``mnm.progress.track``). Backends are started, measured and closed one at a time.
     """
     from mnm.progress import track
     from mnm.runtime.bundle import Bundle
@@ -249,11 +244,9 @@ def run_bench(
         raise MnmError(f"--repeats must be at least 1 and --warmup at least 0 (got {repeats}, {warmup})")
     names = backend_names(list(backends))  # before the bundle is opened: a typo fails at once
     bundle = Bundle.open(bundle_path)
-    pipelines, skipped = start_pipelines(bundle, names, precision)
     cfg = bundle.config
     inputs = ScenarioInputs.random(cfg.image_size, cfg.n_parent)
-    n_scenarios = 2 + len(bundle.modes)
-    total = len(pipelines) * repeats * (len(bundle.graphs) * len(batches) + n_scenarios)
+    per_backend = repeats * (len(bundle.graphs) * len(batches) + 2 + len(bundle.modes))
     report = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -265,27 +258,47 @@ def run_bench(
         "settings": {"batches": list(batches), "repeats": repeats, "warmup": warmup, "grid": [GRID_SIDE] * 3,
                      "precision": precision},
         "machine": machine.details(),
-        "skipped_backends": skipped,
-        "auto_skipped": {name: p.backend.skipped for name, p in pipelines.items() if getattr(p.backend, "skipped", [])},
+        "skipped_backends": {},
+        "auto_skipped": {},
         "backends": {},
     }
-    with (progress or (lambda n: track(total=n, desc="bench", unit="run")))(total) as bar:
-        for name, pipeline in pipelines.items():
-            backend = pipeline.backend
-            entry = {"backend": backend.name, "description": backend.description, "graphs": {}, "scenarios": {}}
-            for graph in bundle.graphs:
-                entry["graphs"][graph] = {
-                    str(batch): bench_graph(backend, bundle, graph, batch, repeats, warmup, bar.update)
-                    for batch in batches
-                }
-            for scenario in scenarios(pipeline, inputs).values():
-                pipeline.counters.reset()
-                times = measure(scenario.run, repeats, warmup, bar.update)
-                runs = {g: n // (repeats + warmup) for g, n in pipeline.counters.snapshot()["runs"].items()}
-                entry["scenarios"][scenario.name] = {**summarize(times, scenario.images), "graph_runs_per_call": runs}
-            pipeline.close()
-            report["backends"][name] = entry
+    # One backend at a time, closed before the next starts: a GPU machine never holds the sessions
+    # and engines of several backends at once. The bar counts every named backend; one that does
+    # not start takes its share off the total.
+    with (progress or (lambda n: track(total=n, desc="bench", unit="run")))(len(names) * per_backend) as bar:
+        for requested, optional in names:
+            name, pipeline, reason = start_pipeline(bundle, requested, optional, precision)
+            if pipeline is None:
+                report["skipped_backends"][name] = reason
+                bar.total -= per_backend
+                bar.refresh()
+                continue
+            if getattr(pipeline.backend, "skipped", []):
+                report["auto_skipped"][name] = pipeline.backend.skipped
+            try:
+                report["backends"][name] = _bench_pipeline(pipeline, bundle, inputs, batches, repeats, warmup, bar)
+            finally:
+                pipeline.close()
+    if not report["backends"]:
+        reasons = "; ".join(f"{k}: {v}" for k, v in report["skipped_backends"].items())
+        raise MnmError(f"no backend to benchmark: {reasons}")
     return report
+
+
+def _bench_pipeline(pipeline, bundle, inputs: ScenarioInputs, batches, repeats: int, warmup: int, bar) -> dict:
+    """One backend's entry of the report: every graph at every batch, then every scenario."""
+    backend = pipeline.backend
+    entry = {"backend": backend.name, "description": backend.description, "graphs": {}, "scenarios": {}}
+    for graph in bundle.graphs:
+        entry["graphs"][graph] = {
+            str(batch): bench_graph(backend, bundle, graph, batch, repeats, warmup, bar.update) for batch in batches
+        }
+    for scenario in scenarios(pipeline, inputs).values():
+        pipeline.counters.reset()
+        times = measure(scenario.run, repeats, warmup, bar.update)
+        runs = {g: n // (repeats + warmup) for g, n in pipeline.counters.snapshot()["runs"].items()}
+        entry["scenarios"][scenario.name] = {**summarize(times, scenario.images), "graph_runs_per_call": runs}
+    return entry
 
 
 def format_report(report: dict) -> str:

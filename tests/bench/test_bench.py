@@ -234,3 +234,55 @@ def test_mnm_bench_verbose_says_why_auto_passed_over_the_faster_backends(tiny_bu
     if "--backend auto picked ort-cpu; not used:" not in result.stderr:
         pytest.skip("a GPU backend started here")
     assert "  tensorrt: " in result.stderr and "  ort-cuda: " in result.stderr
+
+
+class _CountingBar:
+    """The progress interface run_bench uses, counting what it is told."""
+
+    def __init__(self, total: int):
+        self.total, self.first_total, self.n, self.refreshes = total, total, 0, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1):
+        self.n += n
+
+    def refresh(self):
+        self.refreshes += 1
+
+
+def test_run_bench_measures_one_backend_at_a_time_and_the_bar_ends_full(tiny_bundle, monkeypatch):
+    """Every backend that starts is closed before the next one starts (a GPU machine never holds
+    two backends' sessions), and a backend that does not start takes its share off the bar."""
+    from mnm.runtime import bench
+    from mnm.runtime.pipeline import Pipeline
+
+    live, most_live = [], []
+    real_start, real_close = bench.start_pipeline, Pipeline.close
+
+    def start(*args, **kwargs):
+        started = real_start(*args, **kwargs)
+        if started[1] is not None:
+            live.append(started[1])
+            most_live.append(len(live))
+        return started
+
+    def close(self):
+        if self in live:
+            live.remove(self)
+        return real_close(self)
+
+    monkeypatch.setattr(bench, "start_pipeline", start)
+    monkeypatch.setattr(Pipeline, "close", close)
+    bars = []
+    report = bench.run_bench(tiny_bundle, ["ort-cpu", "all"], batches=[1], repeats=1, warmup=0,
+                             progress=lambda total: bars.append(_CountingBar(total)) or bars[-1])
+    assert most_live and max(most_live) == 1 and not live
+    (bar,) = bars
+    started = len(report["backends"])
+    assert bar.n == bar.total and bar.first_total == bar.total * 4 // started
+    assert bar.refreshes == len(report["skipped_backends"]) == 4 - started
