@@ -20,12 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnm.nn.blocks import GLU, JointBlock, border_class_map, code_conv3x3
-from mnm.nn.phase import PADS, PHASES, PhaseUpsample, _rewritten, fold_batchnorm
+from mnm.nn.phase import PADS, PHASES, PhaseUpsample, fold_batchnorm, replace_matching
 
 
-def _halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    half = t.shape[0] // 2
-    return t[:half].detach().clone(), t[half:].detach().clone()
+def _register_halves(module: nn.Module, axis: int = 0, **tensors: torch.Tensor) -> None:
+    """Buffers ``value_<name>`` and ``gate_<name>``: the first and second half of each tensor along
+    its output-channel ``axis``."""
+    for name, t in tensors.items():
+        value, gate = t.detach().chunk(2, dim=axis)
+        module.register_buffer(f"value_{name}", value.clone().contiguous())
+        module.register_buffer(f"gate_{name}", gate.clone().contiguous())
 
 
 class GatedConv2d(nn.Module):
@@ -34,9 +38,7 @@ class GatedConv2d(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, conv: nn.Conv2d):
         super().__init__()
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
-        for name, (value, gate) in (("weight", _halves(weight)), ("bias", _halves(bias))):
-            self.register_buffer(f"value_{name}", value)
-            self.register_buffer(f"gate_{name}", gate)
+        _register_halves(self, weight=weight, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         geometry = (self.stride, self.padding, self.dilation)
@@ -49,9 +51,7 @@ class GatedLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
-        for name, (value, gate) in (("weight", _halves(weight)), ("bias", _halves(bias))):
-            self.register_buffer(f"value_{name}", value)
-            self.register_buffer(f"gate_{name}", gate)
+        _register_halves(self, weight=weight, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value = F.linear(x, self.value_weight, self.value_bias)
@@ -66,10 +66,7 @@ class GatedJoint(nn.Module):
         w_feat, w_code = block.conv.split_weight()
         w_feat, bias = fold_batchnorm(w_feat, None, block.bn, out_axis=0)
         w_code, _ = fold_batchnorm(w_code, None, block.bn, out_axis=0)
-        for name, t in (("feat", w_feat), ("code", w_code), ("bias", bias)):
-            value, gate = _halves(t)
-            self.register_buffer(f"value_{name}", value)
-            self.register_buffer(f"gate_{name}", gate)
+        _register_halves(self, feat=w_feat, code=w_code, bias=bias)
 
     def forward(self, feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         class_map = border_class_map(feat)  # one constant for both halves in the exported graph
@@ -83,12 +80,8 @@ class GatedPhaseUpsample(nn.Module):
 
     def __init__(self, block: PhaseUpsample):
         super().__init__()
-        value, gate = _halves(block.kernels.transpose(0, 1))  # [O, 4, I, 2, 2] split on O
-        self.register_buffer("value_kernels", value.transpose(0, 1).contiguous())
-        self.register_buffer("gate_kernels", gate.transpose(0, 1).contiguous())
-        value_bias, gate_bias = _halves(block.bias)
-        self.register_buffer("value_bias", value_bias)
-        self.register_buffer("gate_bias", gate_bias)
+        _register_halves(self, axis=1, kernels=block.kernels)  # [4, O, I, 2, 2]: phases, then outputs
+        _register_halves(self, bias=block.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         phases = []
@@ -158,4 +151,4 @@ def _gated(module: nn.Module) -> nn.Module:
 
 
 def rewrite_glus(module: nn.Module) -> nn.Module:
-    return _rewritten(module, is_glu_site, _gated)
+    return replace_matching(module, is_glu_site, _gated)

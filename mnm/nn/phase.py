@@ -111,7 +111,7 @@ def phase_transposed_block(block: nn.Sequential) -> PhaseUpsample:
     return PhaseUpsample(phase_kernels(weight.transpose(0, 1), TRANSPOSED_TAPS), bias)
 
 
-def _rewritten(module: nn.Module, matches, make) -> nn.Module:
+def replace_matching(module: nn.Module, matches, make) -> nn.Module:
     """A copy of ``module`` (eval mode) with every submodule that ``matches`` replaced by ``make(it)``."""
     if module.training:
         raise ValueError("the phase rewrite folds BatchNorm's running statistics: put the module in eval mode")
@@ -124,8 +124,8 @@ def _rewritten(module: nn.Module, matches, make) -> nn.Module:
 
 
 def rewrite_up_blocks(module: nn.Module) -> nn.Module:
-    return _rewritten(module, is_up_block, phase_up_block)
+    return replace_matching(module, is_up_block, phase_up_block)
 
 
 def rewrite_transposed_blocks(module: nn.Module) -> nn.Module:
-    return _rewritten(module, is_transposed_block, phase_transposed_block)
+    return replace_matching(module, is_transposed_block, phase_transposed_block)
