@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -20,7 +17,7 @@ from mnm.nn.blocks import GLU, JointBlock, ResBlock, same_block, up_block
 from mnm.nn.gated import GatedConv2d, GatedJoint, GatedLinear, GatedPhaseUpsample, rewrite_glus
 from mnm.nn.heads import ImageMaskHeads, fuse_heads
 from mnm.nn.phase import rewrite_up_blocks
-from tests.foundation.test_phase import _randomise_batchnorm
+from tests.foundation.test_phase import _randomise_batchnorm, export_with_dynamic_batch
 
 
 def _prepared(module: nn.Module, seed: int) -> nn.Module:
@@ -148,12 +145,7 @@ def test_glu_split_exports_without_split_and_onnxruntime_agrees(tmp_path):
     block = _prepared(same_block(6, 5), 11).float()
     gated = rewrite_glus(nn.Sequential(block).eval()).eval()
     path = tmp_path / "gated.onnx"
-    batch = torch.export.Dim("batch", min=1, max=64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(gated, (torch.randn(2, 6, 5, 7),), str(path), dynamo=True, input_names=["x"],
-                          output_names=["y"], dynamic_shapes=({0: batch},), verbose=False)
-    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    ops = [node.op_type for node in export_with_dynamic_batch(gated, torch.randn(2, 6, 5, 7), path).graph.node]
     assert "Split" not in ops and ops.count("Conv") == 2 and ops.count("Sigmoid") == 1
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(11)

@@ -40,6 +40,16 @@ def _naive_up(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.glu(y * bn.weight[:, None, None] + bn.bias[:, None, None], dim=1)
 
 
+def export_with_dynamic_batch(module: nn.Module, example: torch.Tensor, path) -> onnx.ModelProto:
+    """``module(x)`` as an ONNX graph (input ``x``, output ``y``, dynamic batch axis) at ``path``."""
+    batch = torch.export.Dim("batch", min=1, max=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), dynamo=True, input_names=["x"], output_names=["y"],
+                          dynamic_shapes=({0: batch},), verbose=False)
+    return onnx.load(str(path))
+
+
 def _transposed_block(in_ch: int, out_ch: int) -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(in_ch, 2 * out_ch, 4, 2, 1), nn.BatchNorm2d(2 * out_ch), GLU())
 
@@ -153,12 +163,7 @@ def test_up_phase_exports_as_phase_convs_and_depth_to_space(tmp_path):
     block.eval()
     phase = rewrite_up_blocks(nn.Sequential(block).eval()).eval()
     path = tmp_path / "up.onnx"
-    batch = torch.export.Dim("batch", min=1, max=64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(phase, (torch.randn(2, 6, 5, 7),), str(path), dynamo=True, input_names=["x"],
-                          output_names=["y"], dynamic_shapes=({0: batch},), verbose=False)
-    model = onnx.load(str(path))
+    model = export_with_dynamic_batch(phase, torch.randn(2, 6, 5, 7), path)
     ops = [node.op_type for node in model.graph.node]
     assert "Resize" not in ops and ops.count("DepthToSpace") == 1
     kernels = {t.name: tuple(t.dims) for t in model.graph.initializer}
