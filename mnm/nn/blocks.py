@@ -1,7 +1,8 @@
 """Building blocks shared by the networks (docs/networks.md) and the joint-conv rewrite (docs/export-rewrites.md).
 
 The generator blocks follow the reference: every conv is bias-free and followed by BatchNorm,
-and gating is a GLU over channels (``F.glu``, which exports to ONNX as Split/Sigmoid/Mul).
+and gating is a GLU over channels (``F.glu``). The exporter computes each GLU as a value and a
+gate conv instead (the ``glu_split`` rewrite, ``mnm.nn.gated``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnm.nn.blocks import GLU, JointBlock, border_class_map, code_conv3x3
-from mnm.nn.phase import PADS, PHASES, PhaseUpsample, fold_batchnorm, replace_matching
+from mnm.nn.phase import PhaseUpsample, fold_batchnorm, interleave_phases, padded_phases, replace_matching
 
 
 def _register_halves(module: nn.Module, axis: int = 0, **tensors: torch.Tensor) -> None:
@@ -85,11 +85,10 @@ class GatedPhaseUpsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         phases = []
-        for i, phase in enumerate(PHASES):
-            padded = F.pad(x, PADS[phase])
+        for i, padded in enumerate(padded_phases(x)):
             value = F.conv2d(padded, self.value_kernels[i], self.value_bias)
             phases.append(value * torch.sigmoid(F.conv2d(padded, self.gate_kernels[i], self.gate_bias)))
-        return F.pixel_shuffle(torch.stack(phases, dim=2).flatten(1, 2), 2)
+        return interleave_phases(phases)
 
 
 def _is_conv_bn(a: nn.Module, b: nn.Module) -> bool:

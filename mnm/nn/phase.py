@@ -55,12 +55,22 @@ class PhaseUpsample(nn.Module):
         self.register_buffer("bias", bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        phases = [
-            F.glu(F.conv2d(F.pad(x, PADS[phase]), self.kernels[i], self.bias), dim=1)
-            for i, phase in enumerate(PHASES)
-        ]
-        # [N, C, 4, H, W] -> [N, 4C, H, W]: channel c·4 + 2a + b, as pixel_shuffle (DepthToSpace CRD) reads it.
-        return F.pixel_shuffle(torch.stack(phases, dim=2).flatten(1, 2), 2)
+        return interleave_phases(
+            [F.glu(F.conv2d(padded, self.kernels[i], self.bias), dim=1) for i, padded in enumerate(padded_phases(x))]
+        )
+
+
+def padded_phases(x: torch.Tensor) -> list[torch.Tensor]:
+    """``x`` zero-padded for each phase of :data:`PHASES` (:data:`PADS`)."""
+    return [F.pad(x, PADS[phase]) for phase in PHASES]
+
+
+def interleave_phases(phases: list[torch.Tensor]) -> torch.Tensor:
+    """Four [N, C, H, W] phase outputs in :data:`PHASES` order → [N, C, 2H, 2W].
+
+    [N, C, 4, H, W] → [N, 4C, H, W]: channel c·4 + 2a + b, as pixel_shuffle (DepthToSpace CRD) reads it.
+    """
+    return F.pixel_shuffle(torch.stack(phases, dim=2).flatten(1, 2), 2)
 
 
 def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d, out_axis: int):
