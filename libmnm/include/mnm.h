@@ -37,7 +37,8 @@
  * calls run concurrently and give the same results as the same calls made one after another.
  * mnm_last_error() is per thread. Closing a handle while other threads are inside calls on it is
  * safe: those calls finish, later calls get MNM_ERR_CLOSED, and the resources go when the last call
- * returns. Closing a pipeline also closes its animators.
+ * returns. Closing a pipeline stops its animators: their frames get MNM_ERR_CLOSED (close them as
+ * usual).
  *
  * Fork
  * A child made by fork() may call mnm_version, mnm_status_name, mnm_last_error, mnm_image_free,
@@ -261,7 +262,7 @@ MNM_API const char *mnm_status_name(mnm_status status);
    NULL (defaults). On success *out is a new handle: close it with mnm_pipeline_close. */
 MNM_API mnm_status mnm_pipeline_open(const char *bundle, const mnm_pipeline_options *options, mnm_pipeline **out);
 
-/* Close a pipeline (NULL: nothing to do) and its animators. */
+/* Close a pipeline (NULL: nothing to do). Its animators stop working (MNM_ERR_CLOSED) until closed. */
 MNM_API mnm_status mnm_pipeline_close(mnm_pipeline *pipeline);
 
 /* Fill *out (its struct_size set, e.g. by MNM_INFO_INIT) with what the pipeline runs on. */
