@@ -1,12 +1,14 @@
 // mnm-animate: img2gif in C++, a static image animated by the pose of each frame of a video or webcam.
 //
-//   mnm-animate BUNDLE STATIC SOURCE OUT_DIR [--mode code|feature] [--max-frames N] [--show]
+//   mnm-animate BUNDLE STATIC SOURCE OUT_DIR [--mode code|feature] [--fit crop|squash] [--max-frames N] [--show]
 //
-// SOURCE is a video file or a webcam index (0, 1, ...). A file gives every frame. A webcam runs in
-// real time: a capture thread keeps only the newest frame, and the frames it replaces before they
-// are animated are counted as dropped. Each animated frame goes to OUT_DIR/000000.png, 000001.png,
-// ... (written atomically by the library) and, with --show, to a window (q or Esc stops; so does
-// Ctrl-C). At the end: frames in and out, drops, latency p50/p95 (capture to written) and fps.
+// The static image is decoded by the library (as the mnm CLI does), the video by OpenCV, whose
+// frames go to the library as RGB pixels. SOURCE is a video file or a webcam index (0, 1, ...). A
+// file gives every frame. A webcam runs in real time: a capture thread keeps only the newest frame,
+// and the frames it replaces before they are animated are counted as dropped. Each animated frame
+// goes to OUT_DIR/000000.png, 000001.png, ... (written atomically by the library) and, with --show,
+// to a window (q or Esc stops; so does Ctrl-C). At the end: frames in and out, drops, latency
+// p50/p95 (capture to written) and fps.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -17,7 +19,11 @@
 #include <mutex>
 #include <thread>
 
+#include <filesystem>
+
+#include <opencv2/core.hpp>
 #include <opencv2/highgui.hpp>
+#include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
 #include "common.hpp"
@@ -25,7 +31,8 @@
 using Clock = std::chrono::steady_clock;
 
 static const char usage[] =
-    "usage: mnm-animate BUNDLE STATIC SOURCE OUT_DIR [--mode code|feature] [--max-frames N] [--show]\n"
+    "usage: mnm-animate BUNDLE STATIC SOURCE OUT_DIR [--mode code|feature] [--fit crop|squash] [--max-frames N]"
+    " [--show]\n"
     "  SOURCE: a video file or a webcam index (0, 1, ...)\n";
 
 static volatile std::sig_atomic_t interrupted = 0;
@@ -144,20 +151,21 @@ static std::unique_ptr<Source> open_source(const std::string &spec)
 int main(int argc, char **argv)
 {
     try {
-        example::CommandLine cli(argc, argv, {"--mode", "--max-frames"}, {"--show", "--help"});
+        example::CommandLine cli(argc, argv, {"--mode", "--fit", "--max-frames"}, {"--show", "--help"});
         if (cli.has("--help") || cli.positional.size() != 4) {
             (cli.has("--help") ? std::cout : std::cerr) << usage;
             return cli.has("--help") ? 0 : 2;
         }
         const std::vector<std::string> &args = cli.positional;
         mnm::Mode mode = example::parse_mode(cli.option("--mode", "code"));
+        mnm::Options options;
+        options.fit = example::parse_fit(cli.option("--fit", "crop"));
         long max_frames = std::stol(cli.option("--max-frames", "0"));
         bool show = cli.has("--show");
         const std::filesystem::path out_dir = args[3];
 
-        cv::Mat still = example::read_rgb(args[1]);
-        mnm::Pipeline pipeline(args[0]);
-        mnm::Animator animator = pipeline.animator(example::view(still), mode);
+        mnm::Pipeline pipeline(args[0], options);
+        mnm::Animator animator = pipeline.animator(mnm::load_image(args[1]), mode);
         std::unique_ptr<Source> source = open_source(args[2]);
         bool live = dynamic_cast<LiveSource *>(source.get()) != nullptr;
         std::filesystem::create_directories(out_dir);
@@ -169,7 +177,7 @@ int main(int argc, char **argv)
         cv::Mat rgb, shown;
         while (!interrupted && (max_frames <= 0 || long(latency_ms.size()) < max_frames) && source->next(frame)) {
             cv::cvtColor(frame.bgr, rgb, cv::COLOR_BGR2RGB);
-            mnm::Image image = animator.frame(example::view(rgb));
+            mnm::Image image = animator.frame(mnm::ImageView(rgb.data, rgb.cols, rgb.rows, int(rgb.step[0])));
             char name[32];
             std::snprintf(name, sizeof name, "%06zu.png", latency_ms.size());
             mnm::save_image((out_dir / name).string(), image);

@@ -1,18 +1,13 @@
-// What both examples share: the command line, OpenCV images as mnm views, the error line.
+// What both examples share: the command line, the --mode and --fit values, the error line.
 #ifndef MNM_EXAMPLES_COMMON_HPP
 #define MNM_EXAMPLES_COMMON_HPP
 
 #include <algorithm>
-#include <filesystem>
 #include <iostream>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "mnm.hpp"
 
@@ -67,23 +62,12 @@ inline mnm::Mode parse_mode(const std::string &text)
     throw std::invalid_argument("--mode: expected code or feature, got '" + text + "'");
 }
 
-// An image file as RGB pixels, decoded by OpenCV (alpha is dropped, EXIF orientation applied).
-inline cv::Mat read_rgb(const std::string &path)
+// --fit: how a reference without a box becomes a square (as the mnm CLI's --fit).
+inline std::string parse_fit(const std::string &text)
 {
-    if (!std::filesystem::exists(path))
-        throw std::runtime_error(path + ": image file not found");
-    cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-    if (bgr.empty())
-        throw std::runtime_error(path + ": OpenCV cannot decode this image");
-    cv::Mat rgb;
-    cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-    return rgb;
-}
-
-// An 8-bit 3-channel RGB cv::Mat as an mnm view (no copy; the Mat must outlive its use).
-inline mnm::ImageView view(const cv::Mat &rgb)
-{
-    return mnm::ImageView(rgb.data, rgb.cols, rgb.rows, int(rgb.step[0]));
+    if (text != "crop" && text != "squash")
+        throw std::invalid_argument("--fit: expected crop or squash, got '" + text + "'");
+    return text;
 }
 
 inline int fail(const std::string &message)

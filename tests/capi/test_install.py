@@ -120,7 +120,7 @@ def test_find_package_refuses_another_major_version(prefix, tmp_path):
     (tmp_path / "CMakeLists.txt").write_text(CMAKE_CONSUMER.format(version=2))
     done = subprocess.run(["cmake", "-S", tmp_path, "-B", tmp_path / "build", f"-DCMAKE_PREFIX_PATH={prefix}"],
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "mnmConfigVersion.cmake" in done.stderr
+    assert done.returncode != 0 and "mnmConfig.cmake, version: 1.0.0" in done.stderr, done.stderr
 
 
 def test_the_examples_build_with_find_package_against_the_install(prefix, references, tmp_path):
@@ -131,3 +131,27 @@ def test_the_examples_build_with_find_package_against_the_install(prefix, refere
     assert f"{prefix}/lib" in check(["readelf", "-d", build / "mnm-mix"])
     result = run(build / "mnm-mix", DEMO_BUNDLE, *references, tmp_path / "mix.png")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_release_archive_gives_the_headers_and_the_library_to_bake_in(cpp, tmp_path):
+    """ONNXRUNTIME_ROOT (an unpacked ONNX Runtime release: include/, lib/libonnxruntime.so.1) is taken by the
+    header script and by CMake, which bakes its library in as the build-time default."""
+    from tests.capi.conftest import cached
+
+    root = tmp_path / "onnxruntime-linux-x64"
+    (root / "lib").mkdir(parents=True)
+    (root / "include").symlink_to(cached("ONNXRUNTIME_INCLUDE_DIR"))
+    (root / "lib" / "libonnxruntime.so.1").symlink_to(cached("MNM_ONNXRUNTIME_LIBRARY"))
+    script = REPO / "scripts" / "onnxruntime_headers.sh"
+    env = {**os.environ, "ONNXRUNTIME_ROOT": str(root)}
+    assert check(["sh", script, tmp_path / "unused"], env=env).strip() == f"{root}/include"
+    assert not (tmp_path / "unused").exists()
+    configured = check(["cmake", "-S", REPO / "libmnm", "-B", tmp_path / "build", f"-DONNXRUNTIME_ROOT={root}"])
+    assert f"ONNX Runtime headers: {root}/include (#define ORT_API_VERSION" in configured
+    assert f"ONNX Runtime library found at build time: {root}/lib/libonnxruntime.so.1\n" in configured
+
+    env["ONNXRUNTIME_ROOT"] = str(tmp_path / "empty")
+    done = subprocess.run(["sh", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (f"[onnxruntime headers] error: ONNXRUNTIME_ROOT={tmp_path / 'empty'} has no "
+                           "include/onnxruntime_c_api.h (expected an unpacked ONNX Runtime release)\n")
