@@ -495,10 +495,12 @@ MNM_API mnm_status mnm_generate(mnm_pipeline *pipeline, const mnm_generate_reque
             outs.push_back(&out[i]);
         }
         size_t n = size_t(r.count);
-        std::vector<Rgb> images = p.generate(
-            r.count, floats(r.z_bg, n, size_t(cfg.z_dim), "request.z_bg"), floats(r.b, n, size_t(cfg.b_dim()), "request.b"),
-            floats(r.z_pose, n, size_t(cfg.z_dim), "request.z_pose"), floats(r.p, n, size_t(cfg.n_parent), "request.p"),
-            floats(r.c, n, size_t(cfg.n_child), "request.c"));
+        const float *z_bg = floats(r.z_bg, n, size_t(cfg.z_dim), "request.z_bg"); // checked in this order
+        const float *b = floats(r.b, n, size_t(cfg.b_dim()), "request.b");
+        const float *z_pose = floats(r.z_pose, n, size_t(cfg.z_dim), "request.z_pose");
+        const float *pp = floats(r.p, n, size_t(cfg.n_parent), "request.p");
+        const float *c = floats(r.c, n, size_t(cfg.n_child), "request.c");
+        std::vector<Rgb> images = p.generate(r.count, z_bg, b, z_pose, pp, c);
         std::vector<const Rgb *> results;
         for (const Rgb &image : images)
             results.push_back(&image);

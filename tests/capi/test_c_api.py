@@ -1,19 +1,20 @@
 """The C API from plain C: c_api_test.c calls every function of mnm.h, success and error paths (each
-status and message checked there); here its images are compared with the Python runtime's, and the
-embedded interpreter's environment is checked to be the one the library names."""
+status and message checked there, the growable structs, ONNX Runtime missing or too old, a forked
+child); here its images are compared with the Python runtime's."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-import sys
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from mnm.imaging import load_image
 from mnm.runtime import Bundle, Factor, Pipeline
+from mnm.runtime import grid as grid_layout
 from tests.capi.conftest import DEMO_BUNDLE, HERE, run
 
 
@@ -31,7 +32,15 @@ def c_program(cpp, tmp_path_factory):
     (damaged / "g_child.onnx").write_bytes(bytes(graph))
     work = tmp_path / "work"
     work.mkdir()
-    return run(cpp.compile(HERE / "c_api_test.c"), DEMO_BUNDLE, code_only, damaged, work), work
+    fakes = [fake_onnxruntime(tmp_path / name, *flags) for name, flags in (("libnot_ort.so", ()),
+                                                                           ("libold_ort.so", ("-DWITH_API_BASE",)))]
+    return run(cpp.compile(HERE / "c_api_test.c"), DEMO_BUNDLE, code_only, damaged, work, *fakes), work
+
+
+def fake_onnxruntime(target, *flags):
+    """A shared library built from fake_onnxruntime.c: not ONNX Runtime, or one too old."""
+    subprocess.run(["cc", "-shared", "-fPIC", *flags, str(HERE / "fake_onnxruntime.c"), "-o", str(target)], check=True)
+    return target
 
 
 def test_every_function_of_mnm_h_from_c_with_its_error_paths(c_program):
@@ -46,7 +55,12 @@ def test_every_function_of_mnm_h_from_c_with_its_error_paths(c_program):
     assert f"info {cfg.image_size} {dims['z']} {dims['b']} {dims['p']} {dims['c']} 1 1 {len(bundle.graphs)}" in lines
     assert sorted(line.removeprefix("graph ") for line in lines if line.startswith("graph ")) == sorted(bundle.graphs)
     assert f"bundle {DEMO_BUNDLE.resolve()}" in lines
-    assert "backend ort-cpu (onnxruntime, fp32, 1 thread)" in lines
+    backend = next(line for line in lines if line.startswith("backend "))
+    assert backend.startswith("backend ort-cpu (onnxruntime 1.") and backend.endswith(", fp32, 1 thread)")
+    assert any(line.startswith("onnxruntime /") and "libonnxruntime.so" in line for line in lines)
+    for words in ("(options.onnxruntime_library): ", "has no OrtGetApiBase", "ONNX Runtime 1.10.0 is too old",
+                  "the app was built against a newer mnm.h"):
+        assert words in result.stdout, words
 
 
 def test_the_images_of_the_c_program_are_the_python_runtimes(c_program):
@@ -54,60 +68,36 @@ def test_the_images_of_the_c_program_are_the_python_runtimes(c_program):
     assert result.returncode == 0, result.stdout + result.stderr
     bg, pose, texture, frame = (load_image(work / f"{n}.png") for n in ("ref_background", "ref_pose", "ref_texture",
                                                                             "frame"))
-    pipe = Pipeline(DEMO_BUNDLE)
+    pipe = Pipeline(DEMO_BUNDLE, threads=1)  # as the C program: the same sessions, the same sums
     boxed = Factor(image=bg, box=(10, 8, 30, 40))
-    expected = {
-        "mix_specs": pipe.mix("seed:1", "seed:2", "code:1", "code:3", seed=0),
+    expected = {  # specs that sample (random, seed:N) are left out: the library has its own generator
         "mix_images_code": pipe.mix(bg, pose, pose, texture, seed=0),
         "mix_images_feature": pipe.mix(bg, pose, pose, texture, mode="feature", seed=0),
         "mix_box_stitch": pipe.mix(boxed, pose, pose, texture, seed=0, stitch="background"),
-        "grid": pipe.grid(
-            background=[Factor(image=bg, label="background 1"), Factor(image=pose, label="background 2")],
-            pose=["seed:2"], shape=["code:2"], texture=["code:0", "code:7", Factor(image=texture, label="texture 3")],
-            seed=0,
-        ).image(),
         "animated_code": pipe.animator(bg, mode="code").frame(frame),
         "animated_feature": pipe.animator(bg, mode="feature").frame(frame),
     }
     for name, image in expected.items():
         np.testing.assert_array_equal(load_image(work / f"{name}.png"), image, err_msg=name)
+    grid = pipe.grid(
+        background=[Factor(image=bg, label="background 1"), Factor(image=pose, label="background 2")],
+        pose=[Factor(image=pose, label="pose 1")], shape=["code:2"],
+        texture=["code:0", "code:7", Factor(image=texture, label="texture 3")], seed=0,
+    )
+    assert_same_grid(load_image(work / "grid.png"), grid)
 
 
-def _mix_with_python(cpp, references, tmp_path, python: str):
-    return run(cpp.program("mnm-mix"), DEMO_BUNDLE, *references, tmp_path / "out.png", env={"MNM_PYTHON": python})
-
-
-def test_an_environment_without_mnm_is_an_error_code_not_a_traceback(cpp, references, tmp_path):
-    env = tmp_path / "bare-env"  # same Python installation, nothing installed
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    result = _mix_with_python(cpp, references, tmp_path, str(env / "bin" / "python"))
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("error: the embedded Python cannot import cffi (ModuleNotFoundError")
-    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-    assert not (tmp_path / "out.png").exists()
-
-    result = _mix_with_python(cpp, references, tmp_path, str(tmp_path / "no" / "python"))
-    assert result.returncode == 2
-    assert result.stderr == f"error: {tmp_path / 'no' / 'python'}: no Python executable there (from MNM_PYTHON); " \
-                            "give the python of an environment with mnm installed (mnm_set_python or MNM_PYTHON)\n"
-
-
-def test_mnm_python_selects_the_environment(cpp, references, tmp_path):
-    result = _mix_with_python(cpp, references, tmp_path, sys.executable)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.png").exists()
-
-
-def test_the_embedded_runtime_never_imports_torch(cpp, references, tmp_path):
-    """An environment that sees this one's packages but where `import torch` fails: the C API still works."""
-    env = tmp_path / "no-torch"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    site_packages = env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    (site_packages / "torch").mkdir()
-    (site_packages / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked here')\n")
-    ours = [p for p in sys.path if p.endswith("site-packages")]
-    (site_packages / "zz_the_tested_environment.pth").write_text(
-        f"import site; list(map(site.addsitedir, {ours!r}))\n")
-    result = _mix_with_python(cpp, references, tmp_path, str(env / "bin" / "python"))
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.png").exists()
+def assert_same_grid(got: np.ndarray, grid) -> None:
+    """The same layout, cells and thumbnails as the Python runtime's grid; the rows that carry label
+    text may differ, as OpenCV releases draw the Hershey font's glyphs differently (Debian 12's 4.6
+    for the library, the opencv-python wheel for the runtime)."""
+    want = grid.image()
+    assert got.shape == want.shape
+    with mock.patch.object(grid_layout, "_put_text", lambda *args, **kwargs: None):
+        plain = grid.image()
+    text_rows = np.flatnonzero((want != plain).any(axis=(1, 2)))
+    near_text = np.zeros(len(want), bool)
+    for row in text_rows:
+        near_text[max(0, row - 3) : row + 4] = True
+    assert near_text.mean() < 0.5  # most rows are compared
+    np.testing.assert_array_equal(got[~near_text], want[~near_text])
