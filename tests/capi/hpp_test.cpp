@@ -60,17 +60,25 @@ int main(int argc, char **argv)
         return 2;
     }
     const std::string bundle = argv[1], work = argv[2];
-    CHECK(!mnm::version().empty());
+    CHECK(mnm::version() == MNM_VERSION_STRING);
     EXPECT_ERROR(mnm::Pipeline("/nonexistent/bundle"), MNM_ERR_NOT_FOUND, "bundle folder not found");
     mnm::Options options;
     options.backend = "warp-drive";
     EXPECT_ERROR(mnm::Pipeline(bundle, options), MNM_ERR_ARGUMENT, "unknown backend");
-    EXPECT_ERROR(mnm::set_python("/usr/bin/python3"), MNM_ERR_PYTHON, "already started");
+    options.backend = "ort-cpu";
+    options.fit = "stretch";
+    EXPECT_ERROR(mnm::Pipeline(bundle, options), MNM_ERR_ARGUMENT, "options.fit must be one of crop, squash");
 
-    mnm::Pipeline pipe(bundle, mnm::Options{"ort-cpu", 1, 8, "auto"});
+    mnm::Pipeline pipe(bundle, mnm::Options{"ort-cpu", 1, 8, "auto", "crop", ""});
     const mnm::Info &info = pipe.info();
     CHECK(info.image_size == 32 && info.code_mode && info.feature_mode && info.graphs.size() == 8);
-    CHECK(info.backend.rfind("ort-cpu", 0) == 0 && !info.version.empty() && !info.bundle.empty());
+    CHECK(info.backend.rfind("ort-cpu", 0) == 0 && info.version == MNM_VERSION_STRING && !info.bundle.empty());
+    CHECK(info.onnxruntime_library.find("libonnxruntime") != std::string::npos);
+
+    // fit: a reference without a box is squashed whole, not cropped to its centred square.
+    mnm::Options squash;
+    squash.fit = "squash";
+    mnm::Pipeline squashing(bundle, squash);
 
     // Borrowed pixels with padded rows give what the same pixels packed give.
     std::vector<uint8_t> a = padded_picture(70, 50, 9, 1), b = padded_picture(45, 60, 0, 2);
@@ -84,6 +92,7 @@ int main(int argc, char **argv)
     CHECK(from_strided.width() == 32 && from_strided.height() == 32 && from_strided.stride() == 96);
     CHECK(from_strided.size() == 32 * 32 * 3);
     CHECK(!(from_strided == pipe.mix(strided, other, other, "code:5")));
+    CHECK(!(squashing.mix(strided, other, other, strided) == from_strided));
     mnm::Image boxed = pipe.mix(mnm::Factor(strided).box(5, 5, 30, 30), other, other, strided);
     CHECK(!(boxed == from_strided));
     EXPECT_ERROR(pipe.mix(mnm::Factor(strided).box(60, 40, 30, 30), other, other, strided), MNM_ERR_ARGUMENT,
@@ -100,6 +109,7 @@ int main(int argc, char **argv)
     // A grid's cells are the mixes of their factors, texture fastest.
     std::vector<mnm::Factor> backgrounds{strided, other}, textures{"code:1", "code:2", strided};
     mnm::Grid grid = pipe.grid(backgrounds, {"seed:4"}, {"code:3"}, textures);
+    CHECK(pipe.grid(backgrounds, {"seed:4"}, {"code:3"}, textures).image == grid.image); // same seed, same samples
     CHECK(grid.cells.size() == 6 && grid.image.width() > 3 * 32 && grid.image.height() > 2 * 32);
     for (size_t i = 0; i < grid.cells.size(); ++i)
         CHECK(grid.cells[i] == pipe.mix(backgrounds[i / 3], "seed:4", "code:3", textures[i % 3]));
@@ -123,6 +133,10 @@ int main(int argc, char **argv)
     mnm::Animator moved = std::move(animator);
     CHECK(animator.handle() == nullptr && moved.frame(other) == first);
     CHECK(!(moved.frame(strided) == first));
+    mnm::AnimatorOptions boxes;
+    boxes.frame_box = std::array<double, 4>{5, 5, 30, 30};
+    mnm::Animator boxed_frames = pipe.animator(strided, boxes);
+    CHECK(!(boxed_frames.frame(strided) == pipe.animator(strided).frame(strided)));
 
     // Image files: the library's decoder and encoder.
     mnm::save_image(work + "/hpp.png", from_strided);

@@ -52,13 +52,14 @@ int main(int argc, char **argv)
         return 2;
     }
     int count = atoi(argv[2]), keep_outputs = argc > 3 && strcmp(argv[3], "--keep-outputs") == 0;
-    mnm_pipeline_options options = {NULL, 1, 0, NULL};
+    mnm_pipeline_options options = MNM_PIPELINE_OPTIONS_INIT;
+    options.threads = 1;
     mnm_pipeline *pipe = NULL;
     if (mnm_pipeline_open(argv[1], &options, &pipe) != MNM_OK) {
         fprintf(stderr, "open: %s\n", mnm_last_error());
         return 1;
     }
-    mnm_info info;
+    mnm_info info = MNM_INFO_INIT;
     mnm_pipeline_info(pipe, &info);
     mnm_image sets[2][4], own = {malloc(3 * (size_t)(info.image_size * info.image_size)),
                                  3 * (size_t)(info.image_size * info.image_size), info.image_size, info.image_size,
@@ -73,8 +74,14 @@ int main(int argc, char **argv)
         if (i == WARM_UP)
             printf("warm %ld %zu\n", resident_kb(), heap_bytes());
         mnm_image *set = sets[i % 2];
-        mnm_mix_request request = {{NULL, &set[0], NULL}, {NULL, &set[1], NULL}, {NULL, &set[2], NULL},
-                                   {NULL, &set[3], NULL}, MNM_MODE_CODE, MNM_STITCH_NONE, (uint32_t)i};
+        mnm_mix_request request = MNM_MIX_REQUEST_INIT;
+        mnm_factor factors[4] = {{NULL, &set[0], NULL}, {NULL, &set[1], NULL}, {NULL, &set[2], NULL},
+                                 {NULL, &set[3], NULL}};
+        request.background = factors[0];
+        request.pose = factors[1];
+        request.shape = factors[2];
+        request.texture = factors[3];
+        request.seed = (uint32_t)i;
         mnm_image allocated = {0};
         mnm_image *out = i % 2 ? &own : &allocated;
         if (mnm_mix(pipe, &request, out) != MNM_OK) {

@@ -5,8 +5,11 @@
 // One pipeline runs every job in turn; a second, fresh one (empty caches, so the threads also race
 // on cache misses) runs them from four threads at once, three rounds each, with an animator per
 // thread; first, all four threads fail calls at once, each checking it reads its own message.
+// Last, a third pipeline is closed while four threads are inside calls on it (mixes and an
+// animator's frames): every call before gives MNM_OK, every call after MNM_ERR_CLOSED, no crash.
 // Prints the counts; exits 1 on any difference.
 #include <atomic>
+#include <chrono>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -40,6 +43,42 @@ struct Job {
 mnm::Image run(const mnm::Pipeline &pipeline, const Job &job)
 {
     return pipeline.mix(job.background, job.pose, job.shape, job.texture, job.mode, job.seed);
+}
+
+// Threads call into one pipeline until it is closed under them; how many saw only MNM_OK, then only
+// MNM_ERR_CLOSED (and did some calls before).
+int close_while_in_calls(const char *bundle, const std::vector<mnm::Image> &pictures)
+{
+    mnm_pipeline *pipe = nullptr;
+    if (mnm_pipeline_open(bundle, nullptr, &pipe) != MNM_OK)
+        return -1;
+    std::atomic<int> clean{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            mnm::ImageView view = pictures[t].view();
+            const mnm_image *image = view.c();
+            mnm_animator *animator = nullptr;
+            bool ok = mnm_animator_open(pipe, image, nullptr, &animator) == MNM_OK;
+            mnm_mix_request request = MNM_MIX_REQUEST_INIT;
+            request.background.image = request.pose.image = request.shape.image = request.texture.image = image;
+            int calls = 0;
+            mnm_status status = MNM_OK;
+            for (; status == MNM_OK && calls < 100000; ++calls) {
+                mnm_image out{};
+                status = t % 2 ? mnm_animator_frame(animator, image, &out) : mnm_mix(pipe, &request, &out);
+                mnm_image_free(&out);
+            }
+            ok = ok && status == MNM_ERR_CLOSED && calls > 1;
+            ok = ok && mnm_mix(pipe, &request, nullptr) == MNM_ERR_CLOSED; // and from then on
+            ok = ok && mnm_animator_close(animator) == MNM_OK;
+            clean += ok;
+        });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    bool closed = mnm_pipeline_close(pipe) == MNM_OK;
+    for (std::thread &thread : threads)
+        thread.join();
+    return closed ? clean.load() : -1;
 }
 
 } // namespace
@@ -122,7 +161,9 @@ int main(int argc, char **argv)
                   << " threads)\n"
                   << "animated frames identical " << same_frames << "/" << frames << "\n"
                   << "own error messages " << errors << "/" << kThreads * kErrors << "\n";
-        return same == kJobs && same_frames == frames && errors == kThreads * kErrors ? 0 : 1;
+        int stopped = close_while_in_calls(argv[1], pictures);
+        std::cout << "closed while in calls: " << stopped << "/" << kThreads << " threads stopped cleanly\n";
+        return same == kJobs && same_frames == frames && errors == kThreads * kErrors && stopped == kThreads ? 0 : 1;
     } catch (const mnm::Error &error) {
         std::cerr << "error: " << error.status_name() << ": " << error.what() << "\n";
         return 2;
