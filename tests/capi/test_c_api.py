@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from unittest import mock
 
 import numpy as np
 import pytest
 
 from mnm.imaging import load_image
 from mnm.runtime import Bundle, Factor, Pipeline
-from mnm.runtime import grid as grid_layout
 from tests.capi.conftest import DEMO_BUNDLE, HERE, run
+from tests.capi.test_parity import assert_same_grid
 
 
 @pytest.fixture(scope="module")
@@ -85,19 +84,3 @@ def test_the_images_of_the_c_program_are_the_python_runtimes(c_program):
         texture=["code:0", "code:7", Factor(image=texture, label="texture 3")], seed=0,
     )
     assert_same_grid(load_image(work / "grid.png"), grid)
-
-
-def assert_same_grid(got: np.ndarray, grid) -> None:
-    """The same layout, cells and thumbnails as the Python runtime's grid; the rows that carry label
-    text may differ, as OpenCV releases draw the Hershey font's glyphs differently (Debian 12's 4.6
-    for the library, the opencv-python wheel for the runtime)."""
-    want = grid.image()
-    assert got.shape == want.shape
-    with mock.patch.object(grid_layout, "_put_text", lambda *args, **kwargs: None):
-        plain = grid.image()
-    text_rows = np.flatnonzero((want != plain).any(axis=(1, 2)))
-    near_text = np.zeros(len(want), bool)
-    for row in text_rows:
-        near_text[max(0, row - 3) : row + 4] = True
-    assert near_text.mean() < 0.5  # most rows are compared
-    np.testing.assert_array_equal(got[~near_text], want[~near_text])
