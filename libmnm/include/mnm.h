@@ -153,7 +153,8 @@ typedef struct mnm_mix_request {
     mnm_factor texture;    /* c */
     mnm_mode mode;
     mnm_stitch stitch;
-    uint32_t seed;         /* random factors: the same seed gives the same sample */
+    uint32_t seed;         /* random factors: the same seed gives the same sample (from the library's own
+                              generator: the same distributions as the Python runtime, not its samples) */
 } mnm_mix_request;
 
 #define MNM_MIX_REQUEST_INIT                                                                       \
@@ -302,8 +303,9 @@ MNM_API mnm_status mnm_animator_close(mnm_animator *animator);
 
 /* ---------------------------------------------------------------- images */
 
-/* Decode an image file as the mnm CLI does (PNG, JPEG, WebP, BMP, GIF, TIFF, recognised by their
-   first bytes; EXIF orientation applied; transparency over white) into a library-allocated *out. */
+/* Decode an image file (PNG, JPEG, WebP, BMP, TIFF, recognised by their first bytes, not their names;
+   GIF too where the linked OpenCV decodes it) into a library-allocated *out: transparency over white
+   and 16-bit values as the mnm CLI does, a JPEG's EXIF orientation applied. At most 100 megapixels. */
 MNM_API mnm_status mnm_image_load(const char *path, mnm_image *out);
 
 /* Write an image file atomically (a temporary file renamed into place), the format from the

@@ -82,6 +82,7 @@ int main(int argc, char **argv)
     int frames = atoi(argv[4]);
     mnm_pipeline_options options = MNM_PIPELINE_OPTIONS_INIT;
     options.threads = 1;
+    options.max_batch = 3; /* the grid's 4 cells and the 4 references' codes run in two batches */
     options.fit = argv[2];
     mnm_pipeline *pipe = NULL;
     check(mnm_pipeline_open(argv[1], &options, &pipe), "open");

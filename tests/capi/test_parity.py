@@ -72,7 +72,7 @@ def write_inputs(work: Path, cfg) -> None:
 def python_answers(bundle: Path, fit: str, work: Path) -> dict:
     """What the Python runtime gives for parity_driver.c's requests."""
     refs = [load_image(work / f"ref{i}.png") for i in range(4)]
-    pipe = Pipeline(bundle, fit=fit, threads=1)
+    pipe = Pipeline(bundle, fit=fit, threads=1, max_batch=3)  # as parity_driver.c
     dims = pipe.config.code_dims()
     r0, r1, r2, r3 = refs
     answers = {
