@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <regex>
 
 #include "failure.hpp"
 
@@ -16,6 +15,15 @@ std::string trimmed(const std::string &text)
 {
     size_t first = text.find_first_not_of(" \t\r\n"), last = text.find_last_not_of(" \t\r\n");
     return first == std::string::npos ? "" : text.substr(first, last - first + 1);
+}
+
+// "code:K" or "seed:N" (K, N: an optional minus sign and digits), as runtime/requests.py spells them.
+bool is_code_spec(const std::string &text)
+{
+    if (text.compare(0, 5, "code:") != 0 && text.compare(0, 5, "seed:") != 0)
+        return false;
+    size_t digits = text.size() > 5 && text[5] == '-' ? 6 : 5;
+    return text.size() > digits && text.find_first_not_of("0123456789", digits) == std::string::npos;
 }
 
 Values one_hot(int64_t index, int n)
@@ -39,18 +47,16 @@ FactorPtr random_factor() { return std::make_shared<const Factor>(Factor{nullptr
 
 FactorPtr parse_spec(const std::string &spec, Kind kind)
 {
-    static const std::regex pattern("^(code|seed):(-?[0-9]+)$");
     std::string text = trimmed(spec), name = kind_name(kind);
     if (text == "random")
         return random_factor();
-    std::smatch match;
-    if (std::regex_match(text, match, pattern)) {
+    if (is_code_spec(text)) {
         errno = 0;
-        long long number = std::strtoll(match[2].str().c_str(), nullptr, 10);
+        long long number = std::strtoll(text.c_str() + 5, nullptr, 10);
         if (errno == ERANGE)
             argument_error(name + ": '" + text + "': the number is out of range");
         Factor factor{nullptr, {}, {}, {}, text, ""};
-        if (match[1] == "code") {
+        if (text.compare(0, 5, "code:") == 0) {
             if (!has_code(kind))
                 argument_error(name + ": '" + text + "': the pose has no category code; use seed:N or an image");
             factor.code = number;

@@ -508,7 +508,9 @@ int main(int argc, char **argv)
 
     /* ---- fork: the child gets errors, never a hang */
     snprintf(path, sizeof path, "%s/roundtrip.png", workdir);
-    CHECK(forked_child_status(pipe, bundle, &request, path) == 0);
+    int child = forked_child_status(pipe, bundle, &request, path);
+    printf("forked child %s (%d)\n", child == 0 ? "ok" : "FAILED", child);
+    CHECK(child == 0);
     EXPECT(mnm_mix(pipe, &request, &out), MNM_OK, ""); /* the parent's pipeline is unharmed */
     mnm_image_free(&out);
 

@@ -21,25 +21,34 @@ from tests.capi.test_parity import assert_same_grid
 def c_program(cpp, tmp_path_factory):
     """c_api_test run once on the demo bundle, a code-only copy and a damaged copy: (result, work folder)."""
     tmp_path = tmp_path_factory.mktemp("c_api")
-    code_only = shutil.copytree(DEMO_BUNDLE, tmp_path / "code_only")
+    code_only, damaged = code_only_and_damaged(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    program = cpp.compile(HERE / "c_api_test.c")
+    return run(program, DEMO_BUNDLE, code_only, damaged, work, *fake_libraries(tmp_path)), work
+
+
+def code_only_and_damaged(folder):
+    """Copies of the demo bundle: one that lists only code mode, one with a changed graph."""
+    code_only = shutil.copytree(DEMO_BUNDLE, folder / "code_only")
     manifest = json.loads((code_only / "manifest.json").read_text())
     manifest["modes"] = ["code"]
     (code_only / "manifest.json").write_text(json.dumps(manifest))
-    damaged = shutil.copytree(DEMO_BUNDLE, tmp_path / "damaged")
+    damaged = shutil.copytree(DEMO_BUNDLE, folder / "damaged")
     graph = bytearray((damaged / "g_child.onnx").read_bytes())
     graph[len(graph) // 2] ^= 0xFF
     (damaged / "g_child.onnx").write_bytes(bytes(graph))
-    work = tmp_path / "work"
-    work.mkdir()
-    fakes = [fake_onnxruntime(tmp_path / name, *flags) for name, flags in (("libnot_ort.so", ()),
-                                                                           ("libold_ort.so", ("-DWITH_API_BASE",)))]
-    return run(cpp.compile(HERE / "c_api_test.c"), DEMO_BUNDLE, code_only, damaged, work, *fakes), work
+    return code_only, damaged
 
 
-def fake_onnxruntime(target, *flags):
-    """A shared library built from fake_onnxruntime.c: not ONNX Runtime, or one too old."""
-    subprocess.run(["cc", "-shared", "-fPIC", *flags, str(HERE / "fake_onnxruntime.c"), "-o", str(target)], check=True)
-    return target
+def fake_libraries(folder):
+    """Two libraries built from fake_onnxruntime.c: one that is not ONNX Runtime, one too old."""
+    made = []
+    for name, flags in (("libnot_ort.so", []), ("libold_ort.so", ["-DWITH_API_BASE"])):
+        command = ["cc", "-shared", "-fPIC", *flags, str(HERE / "fake_onnxruntime.c"), "-o", str(folder / name)]
+        subprocess.run(command, check=True)
+        made.append(folder / name)
+    return made
 
 
 def test_every_function_of_mnm_h_from_c_with_its_error_paths(c_program):
@@ -57,6 +66,7 @@ def test_every_function_of_mnm_h_from_c_with_its_error_paths(c_program):
     backend = next(line for line in lines if line.startswith("backend "))
     assert backend.startswith("backend ort-cpu (onnxruntime 1.") and backend.endswith(", fp32, 1 thread)")
     assert any(line.startswith("onnxruntime /") and "libonnxruntime.so" in line for line in lines)
+    assert "forked child ok (0)" in lines  # refused handles, no models, image files work, no hang
     for words in ("(options.onnxruntime_library): ", "has no OrtGetApiBase", "ONNX Runtime 1.10.0 is too old",
                   "the app was built against a newer mnm.h"):
         assert words in result.stdout, words
