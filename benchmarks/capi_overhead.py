@@ -8,8 +8,8 @@ shared machine hits both alike. Each side has its own pipeline with one ONNX Run
 Cases:
 - ``mix (warm)``: the same four references every call, so the content-keyed caches answer the encoders:
   what is left is preprocessing, cache lookups, ``g_child`` and the glue around them.
-- ``mix (new refs)``, ``grid 4x4x4``, ``img2gif frame``: every call gets images never seen before (one
-  pixel carries a counter), so every encoder runs: the cost an app sees on fresh photos and frames.
+- ``mix (new refs)``, ``grid 4x4x4``, ``img2gif frame``: every call gets images never seen before (a new
+  patch at their centre), so every encoder runs: the cost an app sees on fresh photos and frames.
   The grid is 4 backgrounds x 4 poses x 4 textures (64 cells, one shape code) with its labelled image.
 - per-call cost: ``mnm_status_name`` (ctypes' own floor) and ``mnm_mix`` with a NULL request (the
   library's entry, its argument check and its per-thread error message, no model).
@@ -160,7 +160,8 @@ class Native:
 
 # ------------------------------------------------------------------ the cases
 class Fresh:
-    """Images never seen before: fixed random photos whose first pixel carries a counter."""
+    """Images never seen before: fixed random photos whose centre (inside every crop) gets a new 4 x 4
+    patch on each call, drawn from a generator seeded by the call's number, so no cache can answer."""
 
     def __init__(self, count: int, shape=SIDE, seed: int = 0):
         rng = np.random.default_rng(seed)
@@ -169,9 +170,10 @@ class Fresh:
 
     def next(self) -> list[np.ndarray]:
         self.tick += 1
-        for image in self.images:
-            image[0, 0, :2] = (self.tick & 255, (self.tick >> 8) & 255)
-            image[0, 1, 0] = (self.tick >> 16) & 255
+        patches = np.random.default_rng(self.tick).integers(0, 256, (len(self.images), 4, 4, 3), dtype=np.uint8)
+        for image, patch in zip(self.images, patches, strict=True):
+            y, x = image.shape[0] // 2, image.shape[1] // 2
+            image[y - 2 : y + 2, x - 2 : x + 2] = patch
         return self.images
 
 
