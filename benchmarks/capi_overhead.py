@@ -6,6 +6,7 @@ For each bundle (the demo bundle and a random-init paper-preset bundle) the same
 shared machine hits both alike. Each side has its own pipeline with one ONNX Runtime thread.
 
 Cases:
+- ``open + close``: a pipeline on the bundle (every file's sha256 verified, a session per graph), closed.
 - ``mix (warm)``: the same four references every call, so the content-keyed caches answer the encoders:
   what is left is preprocessing, cache lookups, ``g_child`` and the glue around them.
 - ``mix (new refs)``, ``grid 4x4x4``, ``img2gif frame``: every call gets images never seen before (a new
@@ -187,8 +188,11 @@ def compare(report: dict, name: str, native, python, repeats: int, warmup: int, 
 
 
 def bench_bundle(lib: C.CDLL, bundle: Path, repeats: int, grid_repeats: int, warmup: int) -> dict:
+    report: dict = {"bundle": str(bundle)}
+    compare(report, "open + close", lambda: Native(lib, bundle).close(),
+            lambda: Pipeline(bundle, backend="ort-cpu", threads=1).close(), grid_repeats, 1)
     native, pipe = Native(lib, bundle), Pipeline(bundle, backend="ort-cpu", threads=1)
-    report: dict = {"bundle": str(bundle), "image_size": pipe.config.image_size}
+    report["image_size"] = pipe.config.image_size
     same = np.random.default_rng(1).integers(0, 256, (4, *SIDE, 3), dtype=np.uint8)
     refs = list(same)
     diff = np.abs(native.mix(refs).astype(int) - pipe.mix(*refs).astype(int)).max()
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-paper", action="store_true", help="the demo bundle only")
     parser.add_argument("--repeats", type=int, default=200, help="timed rounds per case (demo bundle)")
     parser.add_argument("--paper-repeats", type=int, default=20, help="timed rounds per case (paper bundle)")
-    parser.add_argument("--grid-repeats", type=int, default=5, help="timed rounds of the 64-cell grid")
+    parser.add_argument("--grid-repeats", type=int, default=5, help="timed rounds of the 64-cell grid and the open")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
