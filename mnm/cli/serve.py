@@ -34,7 +34,14 @@ def serve(
         5.0, "--max-wait-ms", min=0, help="Longest a graph run waits for others to join its batch."
     ),
     max_queue: int = typer.Option(
-        64, "--max-queue", min=1, help="Most requests in the server at once; more get 503 + Retry-After."
+        64, "--max-queue", min=1, help="Most requests in the server at once once their body has arrived (queued or "
+        "running); more get 503 + Retry-After."
+    ),
+    max_uploads: int = typer.Option(
+        64, "--max-uploads", min=1, help="Most request bodies arriving at once; more get 503 + Retry-After."
+    ),
+    body_timeout_s: float = typer.Option(
+        60.0, "--body-timeout-s", min=0.001, help="Time a whole request body may take to arrive (else 408)."
     ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Threads running requests (default: the larger of 4 and --max-batch)."
@@ -65,7 +72,8 @@ def serve(
     options = ServerOptions(
         bundle=str(bundle.resolve()), backend=backend, threads=threads, precision=precision,
         batching="ray" if ray else ("own" if batching else "none"),
-        max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers,
+        max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_uploads=max_uploads,
+        body_timeout_s=body_timeout_s, workers=workers,
         max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, max_streams=max_streams,
     ).check()
     if ray:

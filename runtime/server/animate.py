@@ -95,7 +95,7 @@ class Session:
 
     async def run(self) -> None:
         try:
-            static = await asyncio.wait_for(self.ws.receive(), self.service.options.read_timeout_s)
+            static = await asyncio.wait_for(self.ws.receive(), self.service.options.body_timeout_s)
         except TimeoutError:
             await self.close(CLOSE_POLICY, "no static image within the time limit")
             return

@@ -31,17 +31,20 @@ are JSON: `{"error", "type", "status"}`."""
 
 def create_app(options: ServerOptions, service: Service | None = None) -> FastAPI:
     """The app for ``options``; ``service`` if already started, else one started in the lifespan."""
+    ray = options.batching == "ray"
     gate = Gate(
-        max_in_flight=None if options.batching == "ray" else options.max_queue,
+        max_in_flight=None if ray else options.max_queue,
         max_body_bytes=options.max_body_bytes,
+        max_uploads=None if ray else options.max_uploads,
         retry_after_s=options.retry_after_s,
-        read_timeout_s=options.read_timeout_s,
+        body_timeout_s=options.body_timeout_s,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         running = service or Service(options)
         running.in_flight = lambda: gate.in_flight
+        running.uploading = lambda: gate.uploading
         app.state.service = running
         try:
             yield

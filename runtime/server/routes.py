@@ -125,7 +125,9 @@ async def info(request: Request) -> Info:
         batching={"kind": o.batching, "max_batch": o.max_batch, "max_wait_ms": o.max_wait_ms,
                   "workers": o.workers},
         limits=Limits(max_body_bytes=o.max_body_bytes, max_pixels=o.max_pixels,
-                      max_queue=o.max_queue if o.batching != "ray" else None, max_streams=o.max_streams,
+                      max_queue=o.max_queue if o.batching != "ray" else None,
+                      max_uploads=o.max_uploads if o.batching != "ray" else None, body_timeout_s=o.body_timeout_s,
+                      max_streams=o.max_streams,
                       max_grid_images=o.max_grid_images),
         formats=list(FORMATS),
     )

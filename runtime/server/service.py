@@ -44,21 +44,24 @@ class ServerOptions:
     batching: Literal["own", "ray", "none"] = "own"
     max_batch: int | None = None  # None: DEFAULT_MAX_BATCH for the backend that starts
     max_wait_ms: float = 5.0
-    max_queue: int = 64
+    max_queue: int = 64  # requests whose body has arrived (queued or running)
+    max_uploads: int = 64  # requests whose body is arriving
     workers: int | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_streams: int = 16
     max_grid_images: int = 256
     retry_after_s: int = 1
-    read_timeout_s: float = 30.0
+    body_timeout_s: float = 60.0  # a whole request body (and a stream's static image) must arrive in this time
     warmup: bool = True
 
     def check(self) -> ServerOptions:
-        for name in ("max_batch", "max_queue", "max_body_bytes", "max_pixels", "max_streams", "max_grid_images",
+        for name in ("max_batch", "max_queue", "max_uploads", "max_body_bytes", "max_pixels", "max_streams", "max_grid_images",
                      "retry_after_s", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise MnmError(f"{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
+        if self.body_timeout_s <= 0:
+            raise MnmError(f"body-timeout-s: must be more than 0, got {self.body_timeout_s:g}")
         if self.max_wait_ms < 0:
             raise MnmError(f"max-wait-ms: must be 0 or more, got {self.max_wait_ms:g}")
         return self
@@ -110,7 +113,7 @@ class Service:
         backend = create(self.bundle, options.backend, **backend_options)
         self.options = options = options.resolved(backend.name)
         self.streams = 0
-        self.in_flight = lambda: 0  # replaced by the app with its admission gate's count
+        self.in_flight = self.uploading = lambda: 0  # replaced by the app with its admission gate's counts
         self.metrics = Metrics(self.snapshot)
         observe = self.metrics.observe_batch
         if options.batching == "own":
@@ -149,6 +152,7 @@ class Service:
         """The live numbers the metrics report at each scrape."""
         return {
             "in_flight": self.in_flight(),
+            "uploading": self.uploading(),
             "jobs": self._jobs,
             "pending": self.runner.pending(),
             "streams": self.streams,
