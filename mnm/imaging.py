@@ -25,6 +25,7 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -82,18 +83,22 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     return _open_decoded(path, path, max_pixels)
 
 
-def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                       admit: Callable[[int, int], None] | None = None) -> np.ndarray:
     """An image file's bytes (an upload) → H x W x 3 uint8 RGB, with every check of ``load_image``.
 
     ``name`` stands for the file in error messages (say, the form field and the uploaded file name).
+    ``admit(width, height)``, when given, is called with the header's size before decoding and may
+    refuse the image by raising (a server's budget of decoded pixels per request).
     """
     if not data:
         raise MnmError(f"{name}: empty file (0 bytes), not an image")
-    return _open_decoded(io.BytesIO(data), name, max_pixels)
+    return _open_decoded(io.BytesIO(data), name, max_pixels, admit)
 
 
-def _open_decoded(source: Path | io.BytesIO, name, max_pixels: int) -> np.ndarray:
-    """Open ``source``, refuse it before decoding if it has more than ``max_pixels``, decode to RGB."""
+def _open_decoded(source: Path | io.BytesIO, name, max_pixels: int, admit=None) -> np.ndarray:
+    """Open ``source``, refuse it before decoding if it has more than ``max_pixels`` (or ``admit``
+    refuses its size), decode to RGB."""
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's warning; its hard error is still caught.
@@ -116,6 +121,8 @@ def _open_decoded(source: Path | io.BytesIO, name, max_pixels: int) -> np.ndarra
                 f"{name}: image is {width}x{height} ({width * height:,} pixels), over the limit of "
                 f"{max_pixels:,} pixels"
             )
+        if admit is not None:
+            admit(width, height)
         try:
             return _decode_rgb(image, name)
         except _DECODE_ERRORS as exc:
@@ -249,15 +256,24 @@ def prepare_reference(
     """
     check_fit(fit)
     image = load_image(source, max_pixels=max_pixels)
+    name = "image array" if isinstance(source, np.ndarray) else str(source)
+    return to_model_input(reference_square(image, size, box, fit, name))
+
+
+def reference_square(image: np.ndarray, size: int, box=None, fit: str = "crop", name: str = "box") -> np.ndarray:
+    """The S x S uint8 reference that ``prepare_reference`` normalises: the object crop of ``box``,
+    else the centred square (``crop``) or the whole image (``squash``) resized. An S x S result given
+    back without a box comes out unchanged, so a server can reduce an upload at once and prepare it
+    later. ``name`` names the image in a box's error message."""
+    check_fit(fit)
     height, width = image.shape[:2]
     if box is not None:
-        name = "image array" if isinstance(source, np.ndarray) else str(source)
-        return to_model_input(crop_resize(image, object_crop_box(box, width, height, source=name), size))
+        return crop_resize(image, object_crop_box(box, width, height, source=name), size)
     if fit == "squash":
-        return to_model_input(squash_resize(image, size))
+        return squash_resize(image, size)
     side = min(width, height)
     x0, y0 = (width - side) // 2, (height - side) // 2
-    return to_model_input(crop_resize(image, (x0, y0, x0 + side, y0 + side), size))
+    return crop_resize(image, (x0, y0, x0 + side, y0 + side), size)
 
 
 def squash_resize(image: np.ndarray, size: int) -> np.ndarray:

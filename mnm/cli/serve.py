@@ -49,6 +49,9 @@ def serve(
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Batch graph runs across requests."),
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", min=0.001, help="Largest request body (MiB)."),
     max_pixels: int = typer.Option(16_000_000, "--max-pixels", min=1, help="Largest uploaded image (pixels)."),
+    max_request_pixels: int = typer.Option(
+        64_000_000, "--max-request-pixels", min=1, help="Most pixels all the uploads of one request decode to."
+    ),
     max_streams: int = typer.Option(16, "--max-streams", min=1, help="Most /v1/animate WebSockets at once."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
     ray: bool = typer.Option(False, "--ray", help="Deploy on Ray Serve (needs the ray extra)."),
@@ -74,7 +77,8 @@ def serve(
         batching="ray" if ray else ("own" if batching else "none"),
         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_uploads=max_uploads,
         body_timeout_s=body_timeout_s, workers=workers,
-        max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, max_streams=max_streams,
+        max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
+        max_request_pixels=max_request_pixels, max_streams=max_streams,
     ).check()
     if ray:
         from mnm.runtime.server.ray_serve import deploy

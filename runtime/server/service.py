@@ -24,9 +24,13 @@ from mnm.runtime.bundle import Bundle
 from mnm.runtime.pipeline import Pipeline
 from mnm.runtime.server.batching import Batcher
 from mnm.runtime.server.metrics import Metrics
+from mnm.runtime.server.operations import ImageLimits
 
 DEFAULT_MAX_PIXELS = 16_000_000
 """Largest upload decoded: 16 megapixels (48 MB as RGB); phone photos fit, a bomb does not."""
+DEFAULT_MAX_REQUEST_PIXELS = 64_000_000
+"""Most pixels the uploads of one request decode to, together: four such photos (a few seconds of
+CPU for the decoding); a grid of many large images must be downscaled by the client."""
 DEFAULT_MAX_BATCH = {"ort-cpu": 4}
 """Images per merged graph run when ``--max-batch`` is not given: 4 on the CPU, where onnxruntime
 already runs batch 1 near its peak and bigger batches slowed ``g_child`` (benchmarks/RESULTS.md,
@@ -49,6 +53,7 @@ class ServerOptions:
     workers: int | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
     max_streams: int = 16
     max_grid_images: int = 256
     retry_after_s: int = 1
@@ -56,8 +61,8 @@ class ServerOptions:
     warmup: bool = True
 
     def check(self) -> ServerOptions:
-        for name in ("max_batch", "max_queue", "max_uploads", "max_body_bytes", "max_pixels", "max_streams", "max_grid_images",
-                     "retry_after_s", "workers"):
+        for name in ("max_batch", "max_queue", "max_uploads", "max_body_bytes", "max_pixels", "max_request_pixels",
+                     "max_streams", "max_grid_images", "retry_after_s", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise MnmError(f"{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
         if self.body_timeout_s <= 0:
@@ -129,6 +134,10 @@ class Service:
         self._jobs, self._jobs_lock = 0, threading.Lock()
         if options.warmup:
             self._warm_up(backend)
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(self.options.max_pixels, self.options.max_request_pixels)
 
     @property
     def config(self):
