@@ -47,6 +47,9 @@ def serve(
         None, "--workers", min=1, help="Threads running requests (default: the larger of 4 and --max-batch)."
     ),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Batch graph runs across requests."),
+    graph_wait_s: float = typer.Option(
+        120.0, "--graph-wait-s", min=0.001, help="Longest a request waits for one graph run, queue included (else 503)."
+    ),
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", min=0.001, help="Largest request body (MiB)."),
     max_pixels: int = typer.Option(16_000_000, "--max-pixels", min=1, help="Largest uploaded image (pixels)."),
     max_request_pixels: int = typer.Option(
@@ -76,7 +79,7 @@ def serve(
         bundle=str(bundle.resolve()), backend=backend, threads=threads, precision=precision,
         batching="ray" if ray else ("own" if batching else "none"),
         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_uploads=max_uploads,
-        body_timeout_s=body_timeout_s, workers=workers,
+        body_timeout_s=body_timeout_s, graph_wait_s=graph_wait_s, workers=workers,
         max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
         max_request_pixels=max_request_pixels, max_streams=max_streams,
     ).check()

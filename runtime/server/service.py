@@ -22,7 +22,7 @@ from mnm.errors import MnmError
 from mnm.runtime.backends import create
 from mnm.runtime.bundle import Bundle
 from mnm.runtime.pipeline import Pipeline
-from mnm.runtime.server.batching import Batcher
+from mnm.runtime.server.batching import DEFAULT_WAIT_S, Batcher, observe_safely
 from mnm.runtime.server.metrics import Metrics
 from mnm.runtime.server.operations import ImageLimits
 
@@ -57,6 +57,7 @@ class ServerOptions:
     max_streams: int = 16
     max_grid_images: int = 256
     retry_after_s: int = 1
+    graph_wait_s: float = DEFAULT_WAIT_S  # longest a request waits for one graph run, queue included (else 503)
     body_timeout_s: float = 60.0  # a whole request body (and a stream's static image) must arrive in this time
     warmup: bool = True
 
@@ -65,8 +66,9 @@ class ServerOptions:
                      "max_streams", "max_grid_images", "retry_after_s", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise MnmError(f"{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
-        if self.body_timeout_s <= 0:
-            raise MnmError(f"body-timeout-s: must be more than 0, got {self.body_timeout_s:g}")
+        for name in ("body_timeout_s", "graph_wait_s"):
+            if getattr(self, name) <= 0:
+                raise MnmError(f"{name.replace('_', '-')}: must be more than 0, got {getattr(self, name):g}")
         if self.max_wait_ms < 0:
             raise MnmError(f"max-wait-ms: must be 0 or more, got {self.max_wait_ms:g}")
         return self
@@ -92,7 +94,7 @@ class Observed:
     def run(self, graph, feeds, outputs=None):
         start = time.perf_counter()
         out = self.backend.run(graph, feeds, outputs)
-        self._observe(graph, len(next(iter(feeds.values()))), 1, time.perf_counter() - start)
+        observe_safely(self._observe, graph, len(next(iter(feeds.values()))), 1, time.perf_counter() - start)
         return out
 
     def pending(self) -> int:
@@ -122,11 +124,12 @@ class Service:
         self.metrics = Metrics(self.snapshot)
         observe = self.metrics.observe_batch
         if options.batching == "own":
-            self.runner = Batcher(backend, options.max_batch, options.max_wait_ms / 1000, observe)
+            self.runner = Batcher(backend, options.max_batch, options.max_wait_ms / 1000, observe, options.graph_wait_s)
         elif options.batching == "ray":
             from mnm.runtime.server.ray_batching import RayBatcher
 
-            self.runner = RayBatcher(backend, self.bundle, options.max_batch, options.max_wait_ms / 1000, observe)
+            self.runner = RayBatcher(backend, self.bundle, options.max_batch, options.max_wait_ms / 1000, observe,
+                                     options.graph_wait_s)
         else:
             self.runner = Observed(backend, observe)
         self.pipeline = Pipeline(self.bundle, backend=self.runner, max_batch=options.max_batch)
