@@ -111,7 +111,8 @@ class Uploads:
         box = value.box if value.box is not None else default_box
         key = (hashlib.sha256(value.image).digest(), None if box is None else tuple(box))
         if key not in self._squares:
-            array = decode_image_bytes(value.image, name, self.max_pixels, admit=lambda w, h: self._admit(name, w, h))
+            array = decode_image_bytes(value.image, name, self.max_pixels, admit=lambda w, h: self._admit(name, w, h),
+                                       filename=value.filename)
             if box is not None:
                 box = validate_box(box, array.shape[1], array.shape[0], source=f"{name} box")
             self._squares[key] = reference_square(array, self.size, box, self.fit, name)
