@@ -56,6 +56,13 @@ def serve(
         64_000_000, "--max-request-pixels", min=1, help="Most pixels all the uploads of one request decode to."
     ),
     max_streams: int = typer.Option(16, "--max-streams", min=1, help="Most /v1/animate WebSockets at once."),
+    stream_idle_s: float = typer.Option(
+        60.0, "--stream-idle-s", min=0.001, help="Close a /v1/animate stream whose client sends nothing for this long."
+    ),
+    allow_origin: list[str] | None = typer.Option(
+        None, "--allow-origin", help="A web origin whose pages may open /v1/animate streams besides the server's "
+        "own (repeat it; * allows any)."
+    ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
     ray: bool = typer.Option(False, "--ray", help="Deploy on Ray Serve (needs the ray extra)."),
     replicas: int = typer.Option(1, "--replicas", min=1, help="Ray Serve replicas (with --ray)."),
@@ -81,7 +88,8 @@ def serve(
         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_uploads=max_uploads,
         body_timeout_s=body_timeout_s, graph_wait_s=graph_wait_s, workers=workers,
         max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
-        max_request_pixels=max_request_pixels, max_streams=max_streams,
+        max_request_pixels=max_request_pixels, max_streams=max_streams, stream_idle_s=stream_idle_s,
+        allow_origins=tuple(allow_origin or ()),
     ).check()
     if ray:
         from mnm.runtime.server.ray_serve import deploy

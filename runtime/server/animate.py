@@ -33,6 +33,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from mnm.errors import MnmError
 from mnm.imaging import decode_image_bytes, encode_image
 from mnm.runtime.requests import parse_box
+from mnm.runtime.server.errors import error_response
 from mnm.runtime.server.models import FORMATS
 
 router = APIRouter()
@@ -69,7 +70,7 @@ class Session:
         self.received = self.answered = self.failed = 0
         self.dropped: list[int] = []  # since the previous answer
         self.dropped_total = 0
-        self.stopping = self.gone = False
+        self.stopping = self.gone = self.idle = False
         self._sending = asyncio.Lock()  # the two tasks both send: one message at a time
 
     async def send(self, message: dict) -> None:
@@ -125,7 +126,13 @@ class Session:
             for task in (receiver, answerer):
                 task.cancel()
             await asyncio.gather(receiver, answerer, return_exceptions=True)
-        if answerer.cancelled() or self.gone:
+        if self.gone:
+            return
+        if self.idle:
+            await self.close(CLOSE_POLICY, f"no message for {self.service.options.stream_idle_s:g} s: "
+                                           "closing the idle stream")
+            return
+        if answerer.cancelled():
             return
         if answerer.exception() is not None:  # a bug or a failed service: say so and free the slot
             log.error("animation stream failed", exc_info=answerer.exception())
@@ -158,9 +165,13 @@ class Session:
             self.wake.set()
 
     async def _receive_frames(self) -> None:
-        metrics = self.service.metrics
+        metrics, idle_s = self.service.metrics, self.service.options.stream_idle_s
         while not self.stopping:
-            message = await self.ws.receive()
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), idle_s)
+            except TimeoutError:
+                self.idle = True
+                return
             if message["type"] == "websocket.disconnect":
                 self.gone = True
                 return
@@ -216,6 +227,24 @@ class Session:
         return encode_image(out, FORMATS[self.fmt][0]), time.perf_counter() - start
 
 
+def origin_allowed(origin: str, server: tuple | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser page from ``origin`` may open a stream: the server's own origin (the address
+    this connection came in on, by IP, and as ``localhost`` on loopback), an origin in ``allowed``,
+    or any with ``*``. Checked against the socket's address, not the Host header, so a DNS-rebound
+    name cannot pass for it."""
+    origin = origin.rstrip("/").lower()
+    if "*" in allowed or origin in (a.rstrip("/").lower() for a in allowed):
+        return True
+    if not server or server[1] is None:
+        return False
+    host, port = server
+    hosts = {f"[{host}]" if ":" in host else host}
+    if host in ("127.0.0.1", "::1"):
+        hosts.add("localhost")
+    ports = {f":{port}", ""} if port == 80 else {f":{port}"}
+    return origin in {f"http://{h}{p}" for h in hosts for p in ports}
+
+
 def _is_stop(text: str | None) -> bool:
     try:
         return isinstance(text, str) and json.loads(text).get("type") == "stop"
@@ -228,6 +257,11 @@ async def animate(websocket: WebSocket, mode: str = "code", format: str = "jpeg"
                   static_box: str | None = None) -> None:
     """Live animation of a static image by the pose in each frame (protocol: module docstring)."""
     service = websocket.app.state.service
+    origin = websocket.headers.get("origin")
+    if origin is not None and not origin_allowed(origin, websocket.scope.get("server"), service.options.allow_origins):
+        await websocket.send_denial_response(error_response(
+            403, f"origin {origin} may not open animation streams here (mnm serve --allow-origin)"))
+        return
     await websocket.accept()
     try:
         if mode not in ("code", "feature"):

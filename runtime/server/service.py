@@ -55,6 +55,8 @@ class ServerOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
     max_streams: int = 16
+    stream_idle_s: float = 60.0  # a stream with no message from its client for this long is closed
+    allow_origins: tuple[str, ...] = ()  # browser origins that may open streams besides the server's own ("*": any)
     max_grid_images: int = 256
     retry_after_s: int = 1
     graph_wait_s: float = DEFAULT_WAIT_S  # longest a request waits for one graph run, queue included (else 503)
@@ -66,7 +68,7 @@ class ServerOptions:
                      "max_streams", "max_grid_images", "retry_after_s", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise MnmError(f"{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
-        for name in ("body_timeout_s", "graph_wait_s"):
+        for name in ("body_timeout_s", "graph_wait_s", "stream_idle_s"):
             if getattr(self, name) <= 0:
                 raise MnmError(f"{name.replace('_', '-')}: must be more than 0, got {getattr(self, name):g}")
         if self.max_wait_ms < 0:

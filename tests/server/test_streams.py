@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.server.conftest import Server, metric
@@ -163,3 +163,34 @@ def test_a_server_error_mid_stream_closes_it_with_1011_and_frees_the_slot(in_pro
             ws.recv(timeout=30)
     assert closed.value.rcvd.code == 1011
     wait_streams(in_process, 0)
+
+
+@pytest.fixture(scope="module")
+def guarded(demo):
+    """Streams idle for 1 s are closed; pages from http://app.example may open streams too."""
+    running = Server(demo, "--stream-idle-s", "1", "--allow-origin", "http://app.example").wait_ready()
+    yield running
+    assert running.stop() == 0, running.output()
+
+
+def test_an_idle_stream_is_closed_and_its_slot_freed(guarded, refs):
+    with connect(ws_url(guarded)) as ws:
+        ready(ws, refs[0].read_bytes())
+        message = json.loads(ws.recv(timeout=30))  # then nothing more is sent
+        assert message["type"] == "error" and "idle" in message["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd.code == 1008
+    wait_streams(guarded, 0)
+
+
+def test_a_stream_from_another_origin_is_refused(guarded, refs):
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(guarded), origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+    assert b"http://evil.example" in refused.value.response.body
+    own = guarded.url  # the page the server itself serves, as a browser names it: by IP and as localhost
+    for origin in (own, own.replace("127.0.0.1", "localhost"), "http://app.example", None):
+        with connect(ws_url(guarded), origin=origin) as ws:
+            ready(ws, refs[1].read_bytes())
+    wait_streams(guarded, 0)
