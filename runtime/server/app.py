@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import mnm
-from mnm.runtime.server import animate, errors, routes, web
+from mnm.runtime.server import animate, apidocs, errors, routes, web
 from mnm.runtime.server.limits import Admission, Gate
 from mnm.runtime.server.metrics import Observe
 from mnm.runtime.server.models import EncodeRequest, GridRequest, MixRequest
@@ -52,12 +52,14 @@ def create_app(options: ServerOptions, service: Service | None = None) -> FastAP
             app.state.service = None
             running.close()
 
-    app = FastAPI(title="mnm", version=mnm.__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="mnm", version=mnm.__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.service = None
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(animate.router)
     web.install(app)
+    apidocs.install(app)
     app.add_middleware(Admission, gate=gate)
     app.add_middleware(Observe, metrics=lambda: app.state.service and app.state.service.metrics)
 
