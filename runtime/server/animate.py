@@ -58,8 +58,8 @@ class Session:
 
     Every way a stream ends (the client leaves at any step, a bad message, a server error, the
     server shutting down) ends both tasks, so the handler returns and the stream's slot is given
-    back at once: the receiver cancels the answerer when the client is gone, and ``run`` cancels the
-    receiver whenever the answerer ends.
+    back at once: the receiver cancels the answerer when the client is gone (or goes idle), and
+    ``_stream`` cancels the receiver whenever the answerer ends.
     """
 
     def __init__(self, websocket: WebSocket, service, mode="code", fmt="jpeg", box=None, static_box=None):
