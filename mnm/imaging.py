@@ -11,6 +11,8 @@ Decisions (also recorded in the bundle manifest's ``normalization``):
   (values clipped to 0..65535); 16-bit RGB keeps Pillow's high byte;
 - CMYK uses Pillow's conversion (Adobe-inverted JPEGs handled, R = (255 - C)(255 - K) / 255);
   embedded ICC profiles are not applied;
+- only PNG, JPEG, WebP, BMP, GIF and TIFF are decoded (``open_image``), and a file named with one of
+  their suffixes must be that format;
 - EXIF orientation is applied; GIF, APNG and multi-page TIFF give their first frame;
 - without a box, the reference is the largest centred square (``fit="crop"``, a plain resize would
   distort); ``fit="squash"`` resizes the whole image to S x S as the MixNMatch authors' evaluation
@@ -25,6 +27,7 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -39,6 +42,15 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 BOX_TOLERANCE = 1.0
 """Pixels a box may reach past the image edge (annotation tools round outward; the crop is clipped)."""
+
+DECODED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+"""The only Pillow plugins that ever read a user's file (the formats the docs list). ``Image.open`` is
+always given this list, so no other plugin is reached: not EPS (Pillow hands PostScript to
+Ghostscript), PSD, ICO, PDF..."""
+FORMAT_OF_SUFFIX = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".gif": "GIF",
+                    ".tif": "TIFF", ".tiff": "TIFF"}
+"""A file named with one of these suffixes must be that format (a TIFF named .png is refused)."""
+_SAME_FORMAT = {"MPO": "JPEG"}  # a phone's multi-picture JPEG is a JPEG
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 _GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -55,6 +67,20 @@ ImageSource = str | os.PathLike | np.ndarray
 
 class ImageTooLarge(MnmError):
     """An image with more pixels than the decoding limit (a server answers it with 413, not 422)."""
+
+
+def open_image(source: str | os.PathLike | io.BytesIO, name, filename: str | None = None) -> Image.Image:
+    """``Image.open`` of ``DECODED_FORMATS`` only; when ``filename``'s suffix names one of them, the file
+    must be that one (else ``MnmError``). Every decoder of user images opens them here: the CLI, the
+    server, the C API and the data loaders. Pillow's own errors pass through to the caller."""
+    image = Image.open(source, formats=DECODED_FORMATS)
+    suffix = Path(filename).suffix.lower() if filename else ""
+    claimed, actual = FORMAT_OF_SUFFIX.get(suffix), _SAME_FORMAT.get(image.format, image.format)
+    if claimed is not None and actual != claimed:
+        image.close()
+        raise MnmError(f"{name}: the file is {actual}, but its name says {claimed} ({suffix}); rename it or "
+                       f"convert it to {claimed}")
+    return image
 
 
 def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -79,26 +105,31 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         raise MnmError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     if empty:
         raise MnmError(f"{path}: empty file (0 bytes), not an image")
-    return _open_decoded(path, path, max_pixels)
+    return _open_decoded(path, path, max_pixels, filename=path.name)
 
 
-def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                       admit: Callable[[int, int], None] | None = None, filename: str | None = None) -> np.ndarray:
     """An image file's bytes (an upload) → H x W x 3 uint8 RGB, with every check of ``load_image``.
 
     ``name`` stands for the file in error messages (say, the form field and the uploaded file name).
+    ``admit(width, height)``, when given, is called with the header's size before decoding and may
+    refuse the image by raising (a server's budget of decoded pixels per request). ``filename``, the
+    upload's own name, must agree with the format (``open_image``).
     """
     if not data:
         raise MnmError(f"{name}: empty file (0 bytes), not an image")
-    return _open_decoded(io.BytesIO(data), name, max_pixels)
+    return _open_decoded(io.BytesIO(data), name, max_pixels, admit, filename)
 
 
-def _open_decoded(source: Path | io.BytesIO, name, max_pixels: int) -> np.ndarray:
-    """Open ``source``, refuse it before decoding if it has more than ``max_pixels``, decode to RGB."""
+def _open_decoded(source: Path | io.BytesIO, name, max_pixels: int, admit=None, filename=None) -> np.ndarray:
+    """Open ``source``, refuse it before decoding if it has more than ``max_pixels`` (or ``admit``
+    refuses its size), decode to RGB."""
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's warning; its hard error is still caught.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(source)
+            image = open_image(source, name, filename)
     except PermissionError:
         raise MnmError(f"{name}: cannot read the file (permission denied)") from None
     except Image.DecompressionBombError as exc:
@@ -116,6 +147,8 @@ def _open_decoded(source: Path | io.BytesIO, name, max_pixels: int) -> np.ndarra
                 f"{name}: image is {width}x{height} ({width * height:,} pixels), over the limit of "
                 f"{max_pixels:,} pixels"
             )
+        if admit is not None:
+            admit(width, height)
         try:
             return _decode_rgb(image, name)
         except _DECODE_ERRORS as exc:
@@ -249,15 +282,24 @@ def prepare_reference(
     """
     check_fit(fit)
     image = load_image(source, max_pixels=max_pixels)
+    name = "image array" if isinstance(source, np.ndarray) else str(source)
+    return to_model_input(reference_square(image, size, box, fit, name))
+
+
+def reference_square(image: np.ndarray, size: int, box=None, fit: str = "crop", name: str = "box") -> np.ndarray:
+    """The S x S uint8 reference that ``prepare_reference`` normalises: the object crop of ``box``,
+    else the centred square (``crop``) or the whole image (``squash``) resized. An S x S result given
+    back without a box comes out unchanged, so a server can reduce an upload at once and prepare it
+    later. ``name`` names the image in a box's error message."""
+    check_fit(fit)
     height, width = image.shape[:2]
     if box is not None:
-        name = "image array" if isinstance(source, np.ndarray) else str(source)
-        return to_model_input(crop_resize(image, object_crop_box(box, width, height, source=name), size))
+        return crop_resize(image, object_crop_box(box, width, height, source=name), size)
     if fit == "squash":
-        return to_model_input(squash_resize(image, size))
+        return squash_resize(image, size)
     side = min(width, height)
     x0, y0 = (width - side) // 2, (height - side) // 2
-    return to_model_input(crop_resize(image, (x0, y0, x0 + side, y0 + side), size))
+    return crop_resize(image, (x0, y0, x0 + side, y0 + side), size)
 
 
 def squash_resize(image: np.ndarray, size: int) -> np.ndarray:

@@ -34,15 +34,35 @@ def serve(
         5.0, "--max-wait-ms", min=0, help="Longest a graph run waits for others to join its batch."
     ),
     max_queue: int = typer.Option(
-        64, "--max-queue", min=1, help="Most requests in the server at once; more get 503 + Retry-After."
+        64, "--max-queue", min=1, help="Most requests in the server at once once their body has arrived (queued or "
+        "running); more get 503 + Retry-After."
+    ),
+    max_uploads: int = typer.Option(
+        64, "--max-uploads", min=1, help="Most request bodies arriving at once; more get 503 + Retry-After."
+    ),
+    body_timeout_s: float = typer.Option(
+        60.0, "--body-timeout-s", min=0.001, help="Time a whole request body may take to arrive (else 408)."
     ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Threads running requests (default: the larger of 4 and --max-batch)."
     ),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Batch graph runs across requests."),
+    graph_wait_s: float = typer.Option(
+        120.0, "--graph-wait-s", min=0.001, help="Longest a request waits for one graph run, queue included (else 503)."
+    ),
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", min=0.001, help="Largest request body (MiB)."),
     max_pixels: int = typer.Option(16_000_000, "--max-pixels", min=1, help="Largest uploaded image (pixels)."),
+    max_request_pixels: int = typer.Option(
+        64_000_000, "--max-request-pixels", min=1, help="Most pixels all the uploads of one request decode to."
+    ),
     max_streams: int = typer.Option(16, "--max-streams", min=1, help="Most /v1/animate WebSockets at once."),
+    stream_idle_s: float = typer.Option(
+        60.0, "--stream-idle-s", min=0.001, help="Close a /v1/animate stream whose client sends nothing for this long."
+    ),
+    allow_origin: list[str] | None = typer.Option(
+        None, "--allow-origin", help="A web origin whose pages may open /v1/animate streams besides the server's "
+        "own (repeat it; * allows any)."
+    ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
     ray: bool = typer.Option(False, "--ray", help="Deploy on Ray Serve (needs the ray extra)."),
     replicas: int = typer.Option(1, "--replicas", min=1, help="Ray Serve replicas (with --ray)."),
@@ -65,8 +85,11 @@ def serve(
     options = ServerOptions(
         bundle=str(bundle.resolve()), backend=backend, threads=threads, precision=precision,
         batching="ray" if ray else ("own" if batching else "none"),
-        max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers,
-        max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, max_streams=max_streams,
+        max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_uploads=max_uploads,
+        body_timeout_s=body_timeout_s, graph_wait_s=graph_wait_s, workers=workers,
+        max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
+        max_request_pixels=max_request_pixels, max_streams=max_streams, stream_idle_s=stream_idle_s,
+        allow_origins=tuple(allow_origin or ()),
     ).check()
     if ray:
         from mnm.runtime.server.ray_serve import deploy

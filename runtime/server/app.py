@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import mnm
-from mnm.runtime.server import animate, errors, routes, web
+from mnm.runtime.server import animate, apidocs, errors, routes, web
 from mnm.runtime.server.limits import Admission, Gate
 from mnm.runtime.server.metrics import Observe
 from mnm.runtime.server.models import EncodeRequest, GridRequest, MixRequest
@@ -31,17 +31,20 @@ are JSON: `{"error", "type", "status"}`."""
 
 def create_app(options: ServerOptions, service: Service | None = None) -> FastAPI:
     """The app for ``options``; ``service`` if already started, else one started in the lifespan."""
+    ray = options.batching == "ray"
     gate = Gate(
-        max_in_flight=None if options.batching == "ray" else options.max_queue,
+        max_in_flight=None if ray else options.max_queue,
         max_body_bytes=options.max_body_bytes,
+        max_uploads=None if ray else options.max_uploads,
         retry_after_s=options.retry_after_s,
-        read_timeout_s=options.read_timeout_s,
+        body_timeout_s=options.body_timeout_s,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         running = service or Service(options)
         running.in_flight = lambda: gate.in_flight
+        running.uploading = lambda: gate.uploading
         app.state.service = running
         try:
             yield
@@ -49,12 +52,14 @@ def create_app(options: ServerOptions, service: Service | None = None) -> FastAP
             app.state.service = None
             running.close()
 
-    app = FastAPI(title="mnm", version=mnm.__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="mnm", version=mnm.__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.service = None
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(animate.router)
     web.install(app)
+    apidocs.install(app)
     app.add_middleware(Admission, gate=gate)
     app.add_middleware(Observe, metrics=lambda: app.state.service and app.state.service.metrics)
 

@@ -17,11 +17,12 @@ differ in the last bits; ``mnm serve --no-batching`` gives exact single-request 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,6 +30,22 @@ import numpy as np
 
 BatchObserver = Callable[[str, int, int, float], None]
 """Called after each run with (graph, images, calls, seconds): the metrics' hook."""
+DEFAULT_WAIT_S = 120.0
+"""Longest a caller waits for its graph run, queue included, before giving up (``GraphRunTimeout``)."""
+
+log = logging.getLogger("mnm.server")
+
+
+class GraphRunTimeout(TimeoutError):
+    """A graph run not done within the caller's wait limit (the server answers 503)."""
+
+
+def observe_safely(observe: BatchObserver, *args) -> None:
+    """Report a run; a failing observer (metrics) is logged, never passed on to the run's callers."""
+    try:
+        observe(*args)
+    except Exception:
+        log.exception("the batch observer failed (the run's results are delivered)")
 
 
 @dataclass
@@ -86,8 +103,9 @@ def run_calls(backend, graph: str, calls: list[Call]) -> list[dict[str, np.ndarr
 class Batcher:
     """A backend wrapper that batches concurrent ``run`` calls (module docstring)."""
 
-    def __init__(self, backend, max_batch: int, max_wait_s: float, observe: BatchObserver | None = None):
-        self.backend, self.max_batch, self.max_wait_s = backend, max_batch, max_wait_s
+    def __init__(self, backend, max_batch: int, max_wait_s: float, observe: BatchObserver | None = None,
+                 wait_s: float = DEFAULT_WAIT_S):
+        self.backend, self.max_batch, self.max_wait_s, self.wait_s = backend, max_batch, max_wait_s, wait_s
         self.name = getattr(backend, "name", "backend")
         self._observe = observe or (lambda *_: None)
         self._pending: deque[Call] = deque()
@@ -131,6 +149,13 @@ class Batcher:
             self._pending.append(call)
             self._blocked += 1
             self._cond.notify_all()
+        if not wait([call.result], self.wait_s).done:
+            with self._cond:
+                if call in self._pending:  # still queued: leave the queue (a running one finishes unread)
+                    self._pending.remove(call)
+                    self._blocked -= 1
+                    self._cond.notify_all()
+            raise GraphRunTimeout(f"{graph}: no graph run within {self.wait_s:g} s")
         return call.result.result()
 
     def close(self) -> None:
@@ -142,11 +167,18 @@ class Batcher:
         self.backend.close()
 
     def _loop(self) -> None:
+        """Run batches until closed. Nothing a batch raises ends the loop: its callers get the error."""
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._run(batch)
+            try:
+                self._run(batch)
+            except BaseException as exc:  # the runner must outlive anything a batch raises
+                log.exception("batch runner: a batch failed outside its graph run")
+                for call in batch:
+                    if not call.result.done():
+                        call.result.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
 
     def _next_batch(self) -> list[Call] | None:
         """The oldest call and the calls that can join it, once full, timed out, or nobody else can come."""
@@ -178,12 +210,15 @@ class Batcher:
 
     def _run(self, batch: list[Call]) -> None:
         start = time.perf_counter()
-        results = run_calls(self.backend, batch[0].graph, batch)
-        self._observe(batch[0].graph, sum(c.rows for c in batch), len(batch), time.perf_counter() - start)
-        with self._cond:
-            self._blocked -= len(batch)
+        try:
+            results = run_calls(self.backend, batch[0].graph, batch)
+        finally:
+            with self._cond:
+                self._blocked -= len(batch)
+        seconds = time.perf_counter() - start
         for call, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 call.result.set_exception(result)
             else:
                 call.result.set_result(result)
+        observe_safely(self._observe, batch[0].graph, sum(c.rows for c in batch), len(batch), seconds)

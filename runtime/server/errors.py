@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from mnm.errors import MnmError
 from mnm.imaging import ImageTooLarge
+from mnm.runtime.server.batching import GraphRunTimeout
 
 log = logging.getLogger("mnm.server")
 
@@ -58,6 +59,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ClientError)
     async def _client(_: Request, exc: ClientError):
         return error_response(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(GraphRunTimeout)
+    async def _slow(_: Request, exc: GraphRunTimeout):
+        return error_response(503, f"server busy: {exc}; retry later", {"retry-after": "1"})
 
     @app.exception_handler(ImageTooLarge)
     async def _too_large(_: Request, exc: ImageTooLarge):

@@ -3,7 +3,7 @@
 The form's fields are named like the CLI options (``background``, ``pose``, ``shape``, ``texture``,
 ``mode``, ``seed``, ``format``, ``stitch``, ``box``; a factor repeated for a grid) and go through
 the same pydantic model as the JSON body, so both are checked alike. Uploads are decoded with
-``mnm.imaging.decode_image_bytes`` (the checks of ``load_image``, under the server's pixel limit) and
+``mnm.imaging.decode_image_bytes`` (the checks of ``load_image``, under the server's pixel limits) and
 factors made by ``parse_factor``, so the server refuses exactly what ``mnm mix`` refuses.
 """
 
@@ -18,7 +18,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from mnm.errors import MnmError
-from mnm.imaging import decode_image_bytes, validate_box
+from mnm.imaging import ImageTooLarge, decode_image_bytes, reference_square, validate_box
+from mnm.runtime.pipeline import Pipeline
 from mnm.runtime.requests import FACTORS, Factor, parse_box, parse_factor
 from mnm.runtime.server.errors import ClientError, validation_message
 from mnm.runtime.server.models import ImageIn
@@ -91,24 +92,37 @@ def _split(value):
 
 
 class Uploads:
-    """Decodes the images of one request, each distinct file once (the same file twice is one image,
-    as the same path twice is on the CLI: feature mode needs shape and pose to be that one image)."""
+    """Decodes the images of one request and reduces each to the model's S x S reference at once
+    (``reference_square``: the crop and resize the pipeline would make), so a request holds one
+    full-size image at a time however many it uploads. Each distinct file and box is done once (the
+    same file twice is one image, as the same path twice is on the CLI: feature mode needs shape and
+    pose to be that one image). The header sizes of the images decoded count against
+    ``max_request_pixels`` before each is decoded (413 past it)."""
 
-    def __init__(self, max_pixels: int):
-        self.max_pixels = max_pixels
-        self._arrays: dict[bytes, np.ndarray] = {}
+    def __init__(self, pipe: Pipeline, max_pixels: int, max_request_pixels: int):
+        self.size, self.fit = pipe.config.image_size, pipe.fit
+        self.max_pixels, self.max_request_pixels = max_pixels, max_request_pixels
+        self.decoded = 0  # pixels, by the headers
+        self._squares: dict[tuple, np.ndarray] = {}
 
-    def image(self, value: ImageIn, what: str, default_box=None) -> tuple[np.ndarray, tuple | None]:
-        """The upload's pixels and its checked box (its own, else ``default_box``)."""
+    def image(self, value: ImageIn, what: str, default_box=None) -> np.ndarray:
+        """The upload as the S x S reference of its box (its own, else ``default_box``)."""
         name = f"{what} ({value.filename})"
-        key = hashlib.sha256(value.image).digest()
-        if key not in self._arrays:
-            self._arrays[key] = decode_image_bytes(value.image, name, self.max_pixels)
-        array = self._arrays[key]
         box = value.box if value.box is not None else default_box
-        if box is not None:
-            box = validate_box(box, array.shape[1], array.shape[0], source=f"{name} box")
-        return array, box
+        key = (hashlib.sha256(value.image).digest(), None if box is None else tuple(box))
+        if key not in self._squares:
+            array = decode_image_bytes(value.image, name, self.max_pixels, admit=lambda w, h: self._admit(name, w, h),
+                                       filename=value.filename)
+            if box is not None:
+                box = validate_box(box, array.shape[1], array.shape[0], source=f"{name} box")
+            self._squares[key] = reference_square(array, self.size, box, self.fit, name)
+        return self._squares[key]
+
+    def _admit(self, name: str, width: int, height: int) -> None:
+        self.decoded += width * height
+        if self.decoded > self.max_request_pixels:
+            raise ImageTooLarge(f"{name}: with it this request's images take {self.decoded:,} pixels, over this "
+                                f"server's limit of {self.max_request_pixels:,} pixels per request")
 
     def factor(self, kind: str, value: str | ImageIn | None, default_box=None) -> Factor | None:
         """A spec or an upload → the ``Factor`` the pipeline takes (None stays None: shape left out)."""
@@ -116,8 +130,7 @@ class Uploads:
             return None
         if isinstance(value, str):
             return parse_factor(value, kind)
-        array, box = self.image(value, kind, default_box)
-        return Factor(image=array, box=box, label=value.filename).check(kind)
+        return Factor(image=self.image(value, kind, default_box), label=value.filename).check(kind)
 
     def factors(self, values: dict, default_box=None) -> dict[str, Factor | None]:
         return {kind: self.factor(kind, values[kind], default_box) for kind in FACTORS}

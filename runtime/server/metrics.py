@@ -78,7 +78,8 @@ class _Live:
 
     def collect(self):
         s = self.snapshot()
-        yield _gauge("mnm_requests_in_flight", "Work requests in the server (uploading, queued or running)",
+        yield _gauge("mnm_requests_uploading", "Work requests whose body is arriving", s["uploading"])
+        yield _gauge("mnm_requests_in_flight", "Work requests whose body has arrived (queued or running)",
                      s["in_flight"])
         yield _gauge("mnm_jobs_running", "Requests running on a worker thread", s["jobs"])
         yield _gauge("mnm_batch_queue_depth", "Graph runs waiting to join a batch", s["pending"])

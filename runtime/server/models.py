@@ -189,7 +189,10 @@ class ErrorBody(BaseModel):
 class Limits(BaseModel):
     max_body_bytes: int
     max_pixels: int
+    max_request_pixels: int
     max_queue: int | None
+    max_uploads: int | None
+    body_timeout_s: float
     max_streams: int
     max_grid_images: int
 

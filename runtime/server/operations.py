@@ -8,6 +8,7 @@ which is why a response equals the library's (and the CLI's) output for the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,13 @@ from mnm.runtime.server.models import (
     GridRequest,
     MixRequest,
 )
+
+
+class ImageLimits(NamedTuple):
+    """Pixels one uploaded image, and all the images of one request, may decode to."""
+
+    max_pixels: int
+    max_request_pixels: int
 
 
 @dataclass
@@ -44,17 +52,17 @@ class Output:
         return FORMATS[self.format][1]
 
 
-def mix(pipe: Pipeline, req: MixRequest, max_pixels: int) -> Output:
-    factors = Uploads(max_pixels).factors({k: getattr(req, k) for k in FACTORS}, req.box)
+def mix(pipe: Pipeline, req: MixRequest, limits: ImageLimits) -> Output:
+    factors = Uploads(pipe, *limits).factors({k: getattr(req, k) for k in FACTORS}, req.box)
     mix_ = pipe.make_mix(factors["background"], factors["pose"], factors["shape"], factors["texture"])
     rendered = pipe.render([mix_], mode=req.mode, seed=req.seed, stitch=req.stitch)[0]
     return _image(rendered.image, req.format, codes=codes_of(rendered.codes), labels=labels_of(mix_, req.mode))
 
 
-def grid(pipe: Pipeline, req: GridRequest, max_pixels: int, max_images: int) -> Output:
+def grid(pipe: Pipeline, req: GridRequest, limits: ImageLimits, max_images: int) -> Output:
     lists = {k: getattr(req, k) for k in FACTORS}
     check_grid_size(lists, max_images)
-    uploads = Uploads(max_pixels)
+    uploads = Uploads(pipe, *limits)
     axes = {k: [uploads.factor(k, v, req.box) for v in values] if values else [None] for k, values in lists.items()}
     result = pipe.grid(axes["background"], axes["pose"], axes["shape"], axes["texture"],
                        mode=req.mode, seed=req.seed, stitch=req.stitch)
@@ -65,9 +73,9 @@ def grid(pipe: Pipeline, req: GridRequest, max_pixels: int, max_images: int) -> 
     return _image(result.image(), req.format, cells=cells, shape=(rows, cols))
 
 
-def encode(pipe: Pipeline, req: EncodeRequest, max_pixels: int) -> dict[str, np.ndarray]:
-    array, box = Uploads(max_pixels).image(req.image, "image")
-    codes = pipe.encode([array], factors=tuple(req.factors), boxes=[box])
+def encode(pipe: Pipeline, req: EncodeRequest, limits: ImageLimits) -> dict[str, np.ndarray]:
+    array = Uploads(pipe, *limits).image(req.image, "image")
+    codes = pipe.encode([array], factors=tuple(req.factors))
     return {name: value[0] for name, value in codes.items()}
 
 

@@ -13,19 +13,20 @@ import asyncio
 import contextlib
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
-from mnm.runtime.server.batching import BatchObserver, Call, run_calls
+from mnm.runtime.server.batching import DEFAULT_WAIT_S, BatchObserver, Call, GraphRunTimeout, observe_safely, run_calls
 
 
 class RayBatcher:
     """A backend wrapper whose ``run`` goes through a ``@serve.batch`` queue per graph; build it on the
     replica's event loop (in the app's lifespan)."""
 
-    def __init__(self, backend, bundle, max_batch: int, max_wait_s: float, observe: BatchObserver):
+    def __init__(self, backend, bundle, max_batch: int, max_wait_s: float, observe: BatchObserver,
+                 wait_s: float = DEFAULT_WAIT_S):
         from ray import serve
 
-        self.backend, self.max_batch, self._observe = backend, max_batch, observe
+        self.backend, self.max_batch, self._observe, self.wait_s = backend, max_batch, observe, wait_s
         self.name, self.skipped = getattr(backend, "name", "backend"), getattr(backend, "skipped", [])
         self._loop = asyncio.get_running_loop()
         self._graphs = ThreadPoolExecutor(1, thread_name_prefix="mnm-graph")
@@ -44,7 +45,7 @@ class RayBatcher:
         async def run_batch(calls: list[Call]) -> list:
             start = time.perf_counter()
             results = await self._loop.run_in_executor(self._graphs, run_calls, self.backend, graph, calls)
-            self._observe(graph, sum(c.rows for c in calls), len(calls), time.perf_counter() - start)
+            observe_safely(self._observe, graph, sum(c.rows for c in calls), len(calls), time.perf_counter() - start)
             return results
 
         return run_batch
@@ -53,8 +54,12 @@ class RayBatcher:
         call = Call(graph, feeds, None if outputs is None else list(outputs))
         with self._lock:
             self._waiting += 1
+        queued = asyncio.run_coroutine_threadsafe(self._queues[graph](call), self._loop)
         try:
-            result = asyncio.run_coroutine_threadsafe(self._queues[graph](call), self._loop).result()
+            if not wait([queued], self.wait_s).done:
+                queued.cancel()
+                raise GraphRunTimeout(f"{graph}: no graph run within {self.wait_s:g} s")
+            result = queued.result()
         finally:
             with self._lock:
                 self._waiting -= 1

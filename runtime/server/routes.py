@@ -69,7 +69,7 @@ async def mix(request: Request):
     """Each factor an uploaded image or a spec (random, code:K, seed:N); fields as ``mnm mix``'s options."""
     start, service = time.perf_counter(), service_of(request)
     req = await read_request(request, MixRequest)
-    out = await service.call(operations.mix, service.pipeline, req, service.options.max_pixels)
+    out = await service.call(operations.mix, service.pipeline, req, service.image_limits)
     return _answer(request, out, start, MixResponse, mode=req.mode, seed=req.seed, codes=out.codes,
                    labels=out.labels)
 
@@ -80,7 +80,7 @@ async def grid(request: Request):
     """Factors repeated (form) or lists (JSON); the last factor with several entries runs along the columns."""
     start, service = time.perf_counter(), service_of(request)
     req = await read_request(request, GridRequest)
-    out = await service.call(operations.grid, service.pipeline, req, service.options.max_pixels,
+    out = await service.call(operations.grid, service.pipeline, req, service.image_limits,
                              service.options.max_grid_images)
     return _answer(request, out, start, GridResponse, mode=req.mode, seed=req.seed, rows=out.shape[0],
                    cols=out.shape[1], cells=out.cells)
@@ -93,7 +93,7 @@ async def encode(request: Request) -> EncodeResponse:
     send them to /v1/generate."""
     start, service = time.perf_counter(), service_of(request)
     req = await read_request(request, EncodeRequest)
-    codes = await service.call(operations.encode, service.pipeline, req, service.options.max_pixels)
+    codes = await service.call(operations.encode, service.pipeline, req, service.image_limits)
     return EncodeResponse(
         codes={name: value.tolist() for name, value in codes.items()},
         categories={name: int(value.argmax()) for name, value in codes.items() if name != "z"},
@@ -125,7 +125,10 @@ async def info(request: Request) -> Info:
         batching={"kind": o.batching, "max_batch": o.max_batch, "max_wait_ms": o.max_wait_ms,
                   "workers": o.workers},
         limits=Limits(max_body_bytes=o.max_body_bytes, max_pixels=o.max_pixels,
-                      max_queue=o.max_queue if o.batching != "ray" else None, max_streams=o.max_streams,
+                      max_request_pixels=o.max_request_pixels,
+                      max_queue=o.max_queue if o.batching != "ray" else None,
+                      max_uploads=o.max_uploads if o.batching != "ray" else None, body_timeout_s=o.body_timeout_s,
+                      max_streams=o.max_streams,
                       max_grid_images=o.max_grid_images),
         formats=list(FORMATS),
     )

@@ -22,11 +22,15 @@ from mnm.errors import MnmError
 from mnm.runtime.backends import create
 from mnm.runtime.bundle import Bundle
 from mnm.runtime.pipeline import Pipeline
-from mnm.runtime.server.batching import Batcher
+from mnm.runtime.server.batching import DEFAULT_WAIT_S, Batcher, observe_safely
 from mnm.runtime.server.metrics import Metrics
+from mnm.runtime.server.operations import ImageLimits
 
 DEFAULT_MAX_PIXELS = 16_000_000
 """Largest upload decoded: 16 megapixels (48 MB as RGB); phone photos fit, a bomb does not."""
+DEFAULT_MAX_REQUEST_PIXELS = 64_000_000
+"""Most pixels the uploads of one request decode to, together: four such photos (a few seconds of
+CPU for the decoding); a grid of many large images must be downscaled by the client."""
 DEFAULT_MAX_BATCH = {"ort-cpu": 4}
 """Images per merged graph run when ``--max-batch`` is not given: 4 on the CPU, where onnxruntime
 already runs batch 1 near its peak and bigger batches slowed ``g_child`` (benchmarks/RESULTS.md,
@@ -44,21 +48,29 @@ class ServerOptions:
     batching: Literal["own", "ray", "none"] = "own"
     max_batch: int | None = None  # None: DEFAULT_MAX_BATCH for the backend that starts
     max_wait_ms: float = 5.0
-    max_queue: int = 64
+    max_queue: int = 64  # requests whose body has arrived (queued or running)
+    max_uploads: int = 64  # requests whose body is arriving
     workers: int | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
     max_streams: int = 16
+    stream_idle_s: float = 60.0  # a stream with no message from its client for this long is closed
+    allow_origins: tuple[str, ...] = ()  # browser origins that may open streams besides the server's own ("*": any)
     max_grid_images: int = 256
     retry_after_s: int = 1
-    read_timeout_s: float = 30.0
+    graph_wait_s: float = DEFAULT_WAIT_S  # longest a request waits for one graph run, queue included (else 503)
+    body_timeout_s: float = 60.0  # a whole request body (and a stream's static image) must arrive in this time
     warmup: bool = True
 
     def check(self) -> ServerOptions:
-        for name in ("max_batch", "max_queue", "max_body_bytes", "max_pixels", "max_streams", "max_grid_images",
-                     "retry_after_s", "workers"):
+        for name in ("max_batch", "max_queue", "max_uploads", "max_body_bytes", "max_pixels", "max_request_pixels",
+                     "max_streams", "max_grid_images", "retry_after_s", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise MnmError(f"{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
+        for name in ("body_timeout_s", "graph_wait_s", "stream_idle_s"):
+            if getattr(self, name) <= 0:
+                raise MnmError(f"{name.replace('_', '-')}: must be more than 0, got {getattr(self, name):g}")
         if self.max_wait_ms < 0:
             raise MnmError(f"max-wait-ms: must be 0 or more, got {self.max_wait_ms:g}")
         return self
@@ -84,7 +96,7 @@ class Observed:
     def run(self, graph, feeds, outputs=None):
         start = time.perf_counter()
         out = self.backend.run(graph, feeds, outputs)
-        self._observe(graph, len(next(iter(feeds.values()))), 1, time.perf_counter() - start)
+        observe_safely(self._observe, graph, len(next(iter(feeds.values()))), 1, time.perf_counter() - start)
         return out
 
     def pending(self) -> int:
@@ -110,15 +122,16 @@ class Service:
         backend = create(self.bundle, options.backend, **backend_options)
         self.options = options = options.resolved(backend.name)
         self.streams = 0
-        self.in_flight = lambda: 0  # replaced by the app with its admission gate's count
+        self.in_flight = self.uploading = lambda: 0  # replaced by the app with its admission gate's counts
         self.metrics = Metrics(self.snapshot)
         observe = self.metrics.observe_batch
         if options.batching == "own":
-            self.runner = Batcher(backend, options.max_batch, options.max_wait_ms / 1000, observe)
+            self.runner = Batcher(backend, options.max_batch, options.max_wait_ms / 1000, observe, options.graph_wait_s)
         elif options.batching == "ray":
             from mnm.runtime.server.ray_batching import RayBatcher
 
-            self.runner = RayBatcher(backend, self.bundle, options.max_batch, options.max_wait_ms / 1000, observe)
+            self.runner = RayBatcher(backend, self.bundle, options.max_batch, options.max_wait_ms / 1000, observe,
+                                     options.graph_wait_s)
         else:
             self.runner = Observed(backend, observe)
         self.pipeline = Pipeline(self.bundle, backend=self.runner, max_batch=options.max_batch)
@@ -126,6 +139,10 @@ class Service:
         self._jobs, self._jobs_lock = 0, threading.Lock()
         if options.warmup:
             self._warm_up(backend)
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(self.options.max_pixels, self.options.max_request_pixels)
 
     @property
     def config(self):
@@ -149,6 +166,7 @@ class Service:
         """The live numbers the metrics report at each scrape."""
         return {
             "in_flight": self.in_flight(),
+            "uploading": self.uploading(),
             "jobs": self._jobs,
             "pending": self.runner.pending(),
             "streams": self.streams,

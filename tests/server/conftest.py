@@ -25,12 +25,14 @@ LISTENING = re.compile(r"on http://127\.0\.0\.1:(\d+)")
 
 
 class Server:
-    """``mnm serve BUNDLE --port 0 ARGS`` in a subprocess; its stderr is collected in ``log``."""
+    """``mnm serve BUNDLE --port 0 ARGS`` in a subprocess; its stderr is collected in ``log``.
+    ``own_group``: in a process group of its own (its pid), so a test can signal the whole group."""
 
-    def __init__(self, bundle: Path, *args: str, env: dict | None = None, port: int = 0):
+    def __init__(self, bundle: Path, *args: str, env: dict | None = None, port: int = 0, own_group: bool = False):
         self.args = [sys.executable, "-m", "mnm", "serve", str(bundle), "--port", str(port), *args]
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "MNM_NO_PROGRESS": "1", **(env or {})})
+                                     env={**os.environ, "MNM_NO_PROGRESS": "1", **(env or {})},
+                                     start_new_session=own_group)
         self.log: list[str] = []
         self._port = threading.Event()
         self.port = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import httpx
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 
 from mnm.runtime.backends import create
 from mnm.runtime.bundle import Bundle
-from mnm.runtime.server.batching import Batcher
+from mnm.runtime.server.batching import Batcher, GraphRunTimeout
 from tests.server.conftest import Server, metric, upload
 
 CLIENTS = 16
@@ -109,4 +109,59 @@ def test_batcher_never_waits_for_requests_that_cannot_come(demo):
             waiting.result(timeout=1.0)
         other_may_end.set()  # ...until it ends
         assert waiting.result(timeout=60)["background"].shape == (1, 3, 32, 32)
+    batcher.close()
+
+
+def in_thread(fn, *args, timeout: float = 30):
+    """``fn(*args)`` on a daemon thread, its result or exception, or a test failure after ``timeout``
+    (a daemon, so a caller blocked forever cannot hang the test run)."""
+    out = Future()
+    threading.Thread(target=lambda: _settle(out, fn, args), daemon=True).start()
+    if not wait([out], timeout).done:
+        pytest.fail(f"no answer within {timeout} s")
+    return out.result()
+
+
+def _settle(out: Future, fn, args) -> None:
+    try:
+        out.set_result(fn(*args))
+    except Exception as exc:
+        out.set_exception(exc)
+
+
+FEEDS = {"z": np.zeros((1, 32), np.float32), "b": np.eye(16, dtype=np.float32)[[0]]}
+
+
+def test_the_runner_survives_an_observer_that_raises(demo):
+    """The metrics hook raising after a run: the caller still gets its rows, and the next call runs."""
+    def broken_observer(*_):
+        raise ValueError("observer bug")
+
+    batcher = Batcher(create(Bundle.open(demo), "ort-cpu"), max_batch=4, max_wait_s=0.0, observe=broken_observer)
+    for _ in range(3):
+        assert in_thread(batcher.run, "g_background", FEEDS)["background"].shape == (1, 3, 32, 32)
+    batcher.close()
+
+
+def test_a_callers_wait_is_bounded(demo):
+    """The runner held up (a slow observer): a queued call gives up after its wait limit with
+    GraphRunTimeout, leaves the queue, and calls after the hold-up run normally."""
+    holding, release = threading.Event(), threading.Event()
+
+    def slow_observer(*_):
+        holding.set()
+        release.wait(60)
+
+    batcher = Batcher(create(Bundle.open(demo), "ort-cpu"), max_batch=1, max_wait_s=0.0, observe=slow_observer,
+                      wait_s=0.5)
+    first = Future()
+    threading.Thread(target=lambda: _settle(first, batcher.run, ("g_background", FEEDS)), daemon=True).start()
+    assert holding.wait(60)
+    with pytest.raises(GraphRunTimeout, match="0.5 s"):
+        in_thread(batcher.run, "g_background", FEEDS)
+    assert batcher.pending() == 0
+    release.set()
+    assert first.result(timeout=60)["background"].shape == (1, 3, 32, 32)
+    holding.clear()
+    assert in_thread(batcher.run, "g_background", FEEDS)["background"].shape == (1, 3, 32, 32)
     batcher.close()

@@ -3,9 +3,11 @@ mistake, never a 500, and the server keeps serving."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -13,14 +15,17 @@ import pytest
 from tests.hardening.conftest import write_bomb_png
 from tests.server.conftest import Server, metric, upload
 
-MAX_QUEUE = 2
+MAX_UPLOADS = 2
 MAX_BODY = 1024 * 1024
+BODY_TIMEOUT_S = 2
+ALL_FACTORS = {"background": "code:1", "pose": "seed:1", "shape": "code:2", "texture": "code:3"}
 
 
 @pytest.fixture(scope="module")
 def strict(demo):
-    """A server with a queue of 2, 1 MiB bodies and 1-megapixel images."""
-    running = Server(demo, "--max-queue", str(MAX_QUEUE), "--max-body-mb", "1", "--max-pixels", "1000000").wait_ready()
+    """A server with 2 upload places, 1 MiB bodies and 1-megapixel images."""
+    running = Server(demo, "--max-uploads", str(MAX_UPLOADS), "--max-body-mb", "1", "--max-pixels",
+                     "1000000").wait_ready()
     yield running
     assert running.stop() == 0, running.output()
 
@@ -50,28 +55,87 @@ def finish_upload(sock: socket.socket, body: bytes) -> tuple[int, bytes]:
     return status, data.split(b"\r\n\r\n", 1)[1]
 
 
-def wait_in_flight(server: Server, n: int, timeout: float = 30) -> None:
+def wait_uploading(server: Server, n: int, timeout: float = 30) -> None:
+    """Until ``n`` request bodies are arriving (the stalled uploads hold their upload places)."""
     deadline = time.monotonic() + timeout
-    while metric(server.metrics(), "mnm_requests_in_flight") < n:
-        assert time.monotonic() < deadline, "the stalled uploads never counted as in flight"
+    while metric(server.metrics(), "mnm_requests_uploading") < n:
+        assert time.monotonic() < deadline, "the stalled uploads never counted as uploading"
         time.sleep(0.05)
 
 
-def test_queue_full_gives_503_then_serves_again(strict):
-    body = form_body({"background": "code:1", "pose": "seed:1"})
-    stalled = [start_stalled_upload(strict.url, body) for _ in range(MAX_QUEUE)]
-    wait_in_flight(strict, MAX_QUEUE)
-    response = httpx.post(strict.url + "/v1/mix", data={"background": "random"}, timeout=30)
+def test_uploads_over_the_limit_get_503_then_serve_again(strict):
+    """Stalled uploads fill the upload places: one more gets 503 before its body is read; once they
+    complete, they are answered and new requests are served."""
+    body = form_body(ALL_FACTORS)
+    stalled = [start_stalled_upload(strict.url, body) for _ in range(MAX_UPLOADS)]
+    wait_uploading(strict, MAX_UPLOADS)
+    response = httpx.post(strict.url + "/v1/mix", data=ALL_FACTORS, timeout=30)
     assert response.status_code == 503
     assert int(response.headers["retry-after"]) >= 1
-    assert response.json()["type"] == "overloaded" and "busy" in response.json()["error"]
+    assert response.json()["type"] == "overloaded" and "uploading" in response.json()["error"]
     assert httpx.get(strict.url + "/healthz", timeout=10).status_code == 200  # GETs are never refused
-    for sock in stalled:  # the requests that held the queue complete normally
+    for sock in stalled:  # the requests that held the upload places complete normally
         status, content = finish_upload(sock, body)
         assert status == 200 and content.startswith(b"\x89PNG")
-    response = httpx.post(strict.url + "/v1/mix", data={"background": "random"}, timeout=30)
+    response = httpx.post(strict.url + "/v1/mix", data=ALL_FACTORS, timeout=30)
     assert response.status_code == 200
     assert metric(strict.metrics(), "mnm_http_errors_total", endpoint="/v1/mix", status="503") >= 1
+
+
+def test_a_full_queue_gives_503_once_the_body_has_arrived(demo):
+    """With one queue place and one worker, concurrent grids: those that find the place taken get
+    503 + Retry-After, the others their grid."""
+    server = Server(demo, "--max-queue", "1", "--workers", "1").wait_ready()
+    grid = {"background": [f"code:{i}" for i in range(8)], "pose": ["seed:1"], "shape": ["code:0"],
+            "texture": [f"code:{i}" for i in range(8)]}
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda _: httpx.post(server.url + "/v1/grid", json=grid, timeout=120), range(8)))
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) == {200, 503} and statuses[0] == 200, statuses
+        refused = [r for r in responses if r.status_code == 503]
+        assert all("in progress" in r.json()["error"] and r.headers["retry-after"] for r in refused)
+    finally:
+        assert server.stop() == 0, server.output()
+
+
+@pytest.fixture(scope="module")
+def patient(demo):
+    """One queue place, and 2 s for a whole body."""
+    running = Server(demo, "--max-queue", "1", "--body-timeout-s", str(BODY_TIMEOUT_S)).wait_ready()
+    yield running
+    assert running.stop() == 0, running.output()
+
+
+def test_a_trickling_client_gets_408_and_never_holds_the_queue(patient):
+    """A byte every 0.2 s: 408 once the whole body has taken longer than --body-timeout-s, and while
+    it trickles, other requests are served although the queue has one place."""
+    body = form_body(ALL_FACTORS)
+    host, port = patient.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall((f"POST /v1/mix HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; "
+                  f"boundary=mnmtestboundary\r\nContent-Length: {len(body)}\r\n\r\n").encode())
+    start, answer, served = time.monotonic(), b"", 0
+    sock.setblocking(False)
+    for byte in body:
+        assert time.monotonic() - start < BODY_TIMEOUT_S + 30, "no 408 for the trickling body"
+        with contextlib.suppress(BlockingIOError):
+            answer += sock.recv(65536)
+        if answer:
+            break
+        with contextlib.suppress(OSError):
+            sock.send(bytes([byte]))
+        if metric(patient.metrics(), "mnm_requests_uploading") == 1:  # meanwhile, others are served
+            assert httpx.post(patient.url + "/v1/mix", data=ALL_FACTORS, timeout=30).status_code == 200
+            served += 1
+        time.sleep(0.2)
+    sock.setblocking(True)
+    while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"not complete within" in answer and served >= 1
+    assert metric(patient.metrics(), "mnm_requests_uploading") == 0
 
 
 def bad_requests(tmp_path, refs):

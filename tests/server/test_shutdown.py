@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import Server, png
-from tests.server.test_limits import finish_upload, form_body, start_stalled_upload, wait_in_flight
+from tests.server.test_limits import finish_upload, form_body, start_stalled_upload, wait_uploading
 
 
 def test_sigterm_finishes_requests_in_flight_then_exits_0(demo, library):
@@ -18,7 +18,7 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(demo, library):
     server = Server(demo).wait_ready()
     body = form_body({"background": "code:3", "pose": "seed:3", "seed": "3"})
     stalled = [start_stalled_upload(server.url, body) for _ in range(3)]
-    wait_in_flight(server, 3)
+    wait_uploading(server, 3)
     server.proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 30
     while "Shutting down" not in server.output():

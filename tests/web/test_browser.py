@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import DEMO, Server
-from tests.server.test_limits import form_body, start_stalled_upload, wait_in_flight
+from tests.server.test_limits import form_body, start_stalled_upload, wait_uploading
 from tests.web.conftest import FACTORS, STATIC, WAIT_S, Page, mnm_mix
 
 
@@ -162,13 +162,13 @@ def test_the_webcam_panel_animates_the_fake_camera(page, birds, artifacts):
 
 
 def test_overload_shows_the_busy_message_and_the_page_retries(browser, tmp_path):
-    strict = Server(DEMO, "--max-queue", "1").wait_ready()
+    strict = Server(DEMO, "--max-uploads", "1").wait_ready()
     stalled = None
     try:
         page = Page(browser, strict.url)
         page.wait_mix()
         stalled = start_stalled_upload(strict.url, form_body({"background": "code:1"}))
-        wait_in_flight(strict, 1)
+        wait_uploading(strict, 1)
         seed = page.find("#seed")
         seed.clear()
         seed.send_keys("7")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnm.errors import MnmError
-from mnm.imaging import validate_box
+from mnm.imaging import open_image, validate_box
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SPLITS = ("train", "test", "all")
@@ -93,10 +93,10 @@ def image_size(path: Path) -> tuple[int, int]:
     Pillow's PNG reader decodes the whole file to look for EXIF, so a PNG is asked only when an
     eXIf chunk came before the pixel data (then it is already in the header's info).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_image(path, path, path.name) as im:
             width, height = im.size
             has_exif = im.format != "PNG" or "exif" in im.info
             turned = has_exif and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)

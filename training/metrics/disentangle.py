@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mnm.codes import Codes, sample_codes
 from mnm.errors import MnmError
-from mnm.imaging import crop_resize, object_crop_box, to_model_input, to_uint8
+from mnm.imaging import crop_resize, object_crop_box, open_image, to_model_input, to_uint8
 from mnm.progress import track
 from mnm.training.code_mode import encode
 from mnm.training.datasets import open_dataset
@@ -140,7 +139,7 @@ class SynthSet:
             raise MnmError(f"{self.root / 'ground_truth.jsonl'}: no entry for images/{rel}")
         mask_path = self.root / "masks" / rel
         try:
-            with Image.open(mask_path) as m:
+            with open_image(mask_path, mask_path, mask_path.name) as m:
                 mask = np.array(m.convert("L"))
         except OSError as exc:
             raise MnmError(f"{mask_path}: cannot read the object mask ({exc})") from None
