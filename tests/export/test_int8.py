@@ -21,7 +21,7 @@ from mnm.export.calibration import HELD_OUT_EVERY, reference_set
 from mnm.export.int8_gate import Gate, compare
 from mnm.runtime.bundle import Bundle
 from mnm.runtime.pipeline import Pipeline
-from tests.util import run_cli
+from tests.util import RANDOM_FACTORS, run_cli
 
 CFG = PRESETS["tiny"]
 UNREACHABLE = Gate(min_psnr_db=1000.0)  # no graph can be this close to fp32: the gate fails
@@ -112,14 +112,16 @@ def test_the_runtime_runs_the_precision_it_is_told(int8_bundle):
 def test_mix_cli_precision_choice_without_torch(int8_bundle, plain_bundle, tmp_path):
     out = tmp_path / "mix.png"
     ok = run_cli("mix", int8_bundle, "--precision", "int8", "--background", "seed:1", "--pose", "seed:2",
-                 "--texture", "code:3", "--out", out, block_torch=True)
+                 "--shape", "random", "--texture", "code:3", "--out", out, block_torch=True)
     assert ok.returncode == 0, ok.stderr
     assert "int8 for" in ok.stderr and out.is_file()
-    refused = run_cli("mix", plain_bundle, "--precision", "int8", "--out", tmp_path / "x.png", block_torch=True)
+    refused = run_cli("mix", plain_bundle, *RANDOM_FACTORS, "--precision", "int8", "--out", tmp_path / "x.png",
+                      block_torch=True)
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no INT8 graphs" in lines[0], refused.stderr
-    bogus = run_cli("mix", plain_bundle, "--precision", "int4", "--out", tmp_path / "y.png", block_torch=True)
+    bogus = run_cli("mix", plain_bundle, *RANDOM_FACTORS, "--precision", "int4", "--out", tmp_path / "y.png",
+                    block_torch=True)
     assert bogus.returncode == 2 and "--precision" in bogus.stderr and len(bogus.stderr.strip().splitlines()) == 1
     with pytest.raises(MnmError, match="no INT8 graphs"):
         Pipeline(plain_bundle, backend="ort-cpu", precision="int8")

@@ -12,7 +12,7 @@ from mnm.runtime.backends.tensorrt import choose_engines, engine_problem
 from mnm.runtime.bundle import Bundle
 from tests.bundle_edits import add_engine, edit_manifest
 from tests.runtime.conftest import TINY
-from tests.util import run_cli
+from tests.util import RANDOM_FACTORS, run_cli
 
 H200 = {"tensorrt_version": "10.5.0", "gpu_name": "NVIDIA H200", "compute_capability": "9.0"}
 
@@ -52,7 +52,7 @@ def test_a_tampered_graph_is_named(bundle_copy):
     info = run_cli("info", bundle_copy, block_torch=True)
     one_line_error(info, "g_child.onnx", "sha256 mismatch")
     assert "SHA256 MISMATCH" in info.stdout and "7 checked" not in info.stdout
-    mix = run_cli("mix", bundle_copy, "--out", bundle_copy / "x.png", block_torch=True)
+    mix = run_cli("mix", bundle_copy, *RANDOM_FACTORS, "--out", bundle_copy / "x.png", block_torch=True)
     one_line_error(mix, "g_child.onnx", "re-export")
 
 
@@ -65,7 +65,7 @@ def test_a_missing_file_is_named(bundle_copy):
 
 def test_a_newer_format_version_is_refused(bundle_copy):
     edit_manifest(bundle_copy, lambda m: m.update(format_version=2))
-    result = run_cli("mix", bundle_copy, "--out", bundle_copy / "x.png", block_torch=True)
+    result = run_cli("mix", bundle_copy, *RANDOM_FACTORS, "--out", bundle_copy / "x.png", block_torch=True)
     one_line_error(result, "manifest.json", "bundle format 2 is newer")
 
 
@@ -135,7 +135,8 @@ def test_auto_picks_ort_cpu_here_and_says_why_not_the_others(tiny_bundle):
 def test_an_explicit_backend_that_cannot_run_here_is_an_error_not_a_fallback(tiny_bundle, tmp_path, name):
     with pytest.raises(MnmError, match=f"backend {name} cannot run here"):
         create(Bundle.open(tiny_bundle), name)
-    result = run_cli("mix", tiny_bundle, "--backend", name, "--out", tmp_path / "x.png", block_torch=True)
+    result = run_cli("mix", tiny_bundle, *RANDOM_FACTORS, "--backend", name, "--out", tmp_path / "x.png",
+                     block_torch=True)
     one_line_error(result, f"backend {name} cannot run here")
     assert not (tmp_path / "x.png").exists()
 
