@@ -108,7 +108,20 @@ def mix(
                      stitch=stitch)
     _save(out, grid.image())
     rows, cols = grid.shape
-    typer.echo(f"wrote {out} ({rows} x {cols} grid, {len(grid.cells)} images)")
+    typer.echo(f"wrote {out} ({rows} x {cols} grid, {len(grid.cells)} images): {_several(given, lists)}")
+
+
+def _several(given: dict[str, list[str]], lists: dict[str, list[str]]) -> str:
+    """Which factors took several values, how many, and the folders or patterns they came from: a
+    folder is a grid by design, and the line says so rather than surprise anyone."""
+    from mnm.runtime.requests import split_specs
+
+    parts = []
+    for kind, values in lists.items():
+        if len(values) > 1:
+            expanded = [spec for spec in split_specs(given[kind]) if spec not in values]
+            parts.append(f"--{kind} took {len(values)} values" + (f" (from {', '.join(expanded)})" if expanded else ""))
+    return ", ".join(parts)
 
 
 def _check_image_suffix(path: Path) -> None:

@@ -248,3 +248,18 @@ def test_a_plan_row_with_an_empty_factor_is_refused(tiny_bundle, photos, tmp_pat
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{plan}:3: missing shape:" in result.stderr
     assert not (tmp_path / "rows").exists()
+
+
+def test_the_output_line_says_which_factors_took_several_values(tiny_bundle, photos, tmp_path):
+    """Issue 26 item 15: a folder is a documented grid; the line names each factor that varied, how
+    many values it took and the folder or pattern they came from."""
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for i in (2, 3, 4):
+        (refs / f"t{i}.png").write_bytes(photos[i].read_bytes())
+    out = tmp_path / "grid.png"
+    result = mix_cli(tiny_bundle, "--background", f"{photos[0]},{photos[1]}", "--pose", photos[1], "--shape", "code:0",
+                     "--texture", refs, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"wrote {out} (2 x 3 grid, 6 images): --background took 2 values, "
+                                     f"--texture took 3 values (from {refs})")
