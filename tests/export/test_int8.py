@@ -7,7 +7,9 @@ cannot pass; the runtime then runs that bundle torch-free at each precision.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -143,6 +145,39 @@ def test_calibration_folder_of_plain_images_holds_every_fourth_out(tmp_path):
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(few / f"{i}.png")
     with pytest.raises(MnmError, match="needs at least 8"), reference_set(few, 32):
         pass
+
+
+def _digests(paths) -> set[str]:
+    return {hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+def test_calibration_and_gate_images_are_disjoint_by_file(tmp_path):
+    """Issue 26 item 10: no image the gate judges (its mixes, and the test split that its disentangle
+    check scores) was calibrated on, compared by file content, not by name."""
+    from mnm.training.datasets import open_dataset
+    from mnm.training.synthetic.writer import render_dataset
+
+    synth = render_dataset(tmp_path / "synth", 60, size=32, shapes=2, textures_per_shape=2, backgrounds=4,
+                           correlation=0.8, seed=1, workers=1)
+    scored = _digests(r.path for r in open_dataset(synth, "test").records)  # what disentangle.evaluate reads
+    with reference_set(synth, 32) as refs:
+        assert refs.truth == synth
+        calibrated, judged = _digests(refs.files["calibration"]), _digests(refs.files["held_out"])
+        assert len(calibrated) == len(refs.calibration) and len(judged) == len(refs.held_out) == 6
+    assert not calibrated & judged and not calibrated & scored and judged <= scored
+    assert refs.source["held_out"] == "the test split"
+
+    plain = tmp_path / "plain"  # a copy of a held-out photo under another name is held out with it
+    plain.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(plain / f"img{i:02d}.png")
+    (plain / "img00-copy.png").write_bytes((plain / "img02.png").read_bytes())  # sorts into the calibration side
+    with reference_set(plain, 32) as refs:
+        calibrated, judged = _digests(refs.files["calibration"]), _digests(refs.files["held_out"])
+        assert plain / "img02.png" in refs.files["held_out"]  # the 4th file in sorted order
+        assert plain / "img00-copy.png" not in refs.files["calibration"]
+    assert not calibrated & judged and len(calibrated) == 13 - 3 - 1
 
 
 def test_compare_measures_psnr_and_the_largest_difference():
