@@ -30,6 +30,7 @@ QUANTIZER = {
     "format": "QDQ",
     "activations": "uint8, per tensor, asymmetric, min/max calibration",
     "weights": "int8, per output channel, symmetric",
+    "reduce_range": False,  # 8-bit weights: U8S8 kernels may saturate on x86 without VNNI (Bundle.int8_choice)
 }
 
 
@@ -144,10 +145,19 @@ def add_int8_graphs(folder: Path, manifest: dict, cfg: ModelConfig, calibrate: P
         "quantizer": {**QUANTIZER, "onnxruntime": _ort_version()},
         "calibration": refs.source,
         "gate": default_gate.to_dict(),
+        "gate_machine": gate_machine(),
         "graphs": result["graphs"],
         "combined": result["combined"],
         "disentangle": result["disentangle"],
     }
+
+
+def gate_machine() -> dict:
+    """The CPU the gate measured on: whether the verdicts carry over to another CPU depends on VNNI."""
+    from mnm.runtime import machine
+
+    features = machine.cpu_features()
+    return {"cpu": machine.cpu_model(), "cpu_features": features, "vnni": any(f in features for f in machine.VNNI)}
 
 
 def _ort_version() -> str:

@@ -64,7 +64,8 @@ class Judge:
     def pipeline(self, int8: tuple[str, ...]):
         from mnm.runtime.pipeline import Pipeline
 
-        return Pipeline(self.bundle(int8), backend="ort-cpu", precision="auto", concurrent=False)
+        # int8 by name: auto would leave the INT8 graphs out on a CPU without VNNI (Bundle.int8_choice)
+        return Pipeline(self.bundle(int8), backend="ort-cpu", precision="int8" if int8 else "fp32", concurrent=False)
 
     def render(self, int8: tuple[str, ...]) -> np.ndarray:
         refs, n = self.held_out, len(self.held_out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from mnm.export.calibration import HELD_OUT_EVERY, reference_set
 from mnm.export.int8_gate import Gate, compare
 from mnm.runtime.bundle import Bundle
 from mnm.runtime.pipeline import Pipeline
+from tests.bundle_edits import edit_manifest
 from tests.util import RANDOM_FACTORS, run_cli
 
 CFG = PRESETS["tiny"]
@@ -145,6 +147,51 @@ def test_calibration_folder_of_plain_images_holds_every_fourth_out(tmp_path):
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(few / f"{i}.png")
     with pytest.raises(MnmError, match="needs at least 8"), reference_set(few, 32):
         pass
+
+
+NO_VNNI = {"MNM_CPU_FEATURES": "avx avx2 fma"}
+"""The CPU feature read of a machine without VNNI (runtime.machine.CPU_FEATURES_ENV), in a subprocess."""
+
+
+def test_auto_runs_int8_only_where_the_cpu_makes_it_safe(int8_bundle, tmp_path, monkeypatch):
+    """Issue 26 item 11: the gate's CPU is recorded; a bundle gated on a CPU with VNNI runs fp32 under
+    auto on one without (U8S8 kernels may saturate there), says why in mnm info, and int8 on request."""
+    from mnm.runtime import machine
+
+    monkeypatch.delenv("MNM_CPU_FEATURES", raising=False)
+    gate = _manifest(int8_bundle)["int8"]["gate_machine"]
+    here = machine.cpu_features()
+    assert gate == {"cpu": machine.cpu_model(), "cpu_features": here, "vnni": bool(set(here) & set(machine.VNNI))}
+
+    bundle = Path(shutil.copytree(int8_bundle, tmp_path / "bundle"))
+    vnni_gate = {"cpu": "a build server", "cpu_features": ["avx2", "avx512f", "avx512_vnni"], "vnni": True}
+    edit_manifest(bundle, lambda m: m["int8"].update(gate_machine=vnni_gate))
+    n = len(_manifest(bundle)["graphs_int8"])
+    info = run_cli("info", bundle, env=NO_VNNI, block_torch=True)
+    assert info.returncode == 0, info.stderr
+    assert ("--precision auto here: fp32 (this CPU has no VNNI (avx512_vnni or avx_vnni): onnxruntime's U8S8 "
+            "kernels can saturate here") in info.stdout
+    assert "the gate ran on a CPU with avx2, avx512f, avx512_vnni" in info.stdout
+    assert "gate measured on: a build server (avx2, avx512f, avx512_vnni)" in info.stdout
+    for precision, features, runs in (("auto", NO_VNNI, "fp32"), ("int8", NO_VNNI, f"int8 for {n} of"),
+                                      ("auto", {"MNM_CPU_FEATURES": "avx2 avx_vnni"}, f"int8 for {n} of")):
+        mix = run_cli("mix", bundle, *RANDOM_FACTORS, "--precision", precision, "--out", tmp_path / "x.png",
+                      env=features, block_torch=True)
+        assert mix.returncode == 0 and f"backend: ort-cpu (onnxruntime, {runs}" in mix.stderr, (precision, mix.stderr)
+
+    monkeypatch.setenv("MNM_CPU_FEATURES", "avx avx2 fma")
+    assert Bundle.open(bundle, verify=False).int8_choice[0] is False
+    edit_manifest(bundle, lambda m: m["int8"]["gate_machine"].update(vnni=False, cpu_features=["avx2"]))
+    assert Bundle.open(bundle, verify=False).int8_choice == (
+        True, "no VNNI here, and none where the gate measured the INT8 graphs: it saw the same kernels")
+    edit_manifest(bundle, lambda m: (m["int8"]["gate_machine"].update(vnni=True),
+                                     m["int8"]["quantizer"].update(reduce_range=True)))
+    chosen, why = Bundle.open(bundle, verify=False).int8_choice
+    assert chosen and "reduce_range" in why
+    monkeypatch.setenv("MNM_CPU_FEATURES", "avx2 avx512_vnni")
+    edit_manifest(bundle, lambda m: m["int8"]["quantizer"].update(reduce_range=False))
+    assert Bundle.open(bundle, verify=False).int8_choice == (
+        True, "this CPU has VNNI (avx512_vnni): onnxruntime's U8S8 kernels do not saturate")
 
 
 def _digests(paths) -> set[str]:
