@@ -23,10 +23,11 @@ FORMAT_VERSION = 1
 """The newest manifest format this reader understands."""
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
-"""What a caller may ask for: ``auto`` is INT8 where the bundle has an INT8 graph (one that passed its
-quality gate at export, docs/int8.md) and INT8 is safe on this CPU (``int8_choice``), fp32
-elsewhere; ``int8`` runs the INT8 graphs on any CPU, refused on a bundle without INT8 graphs;
-``fp16`` the fp16 graphs."""
+"""What a caller may ask for: ``auto`` is, on the CPU, INT8 where the bundle has an INT8 graph (one
+that passed its quality gate at export, docs/int8.md) and INT8 is safe on this CPU
+(``int8_choice``), fp32 elsewhere; on a GPU, fp16 where the bundle's fp16 graphs passed the same
+gate (``fp16_choice``), else fp32. ``int8`` runs the INT8 graphs on any CPU, refused on a bundle
+without INT8 graphs; ``fp16`` the fp16 graphs, gated or not."""
 _SECTIONS = {"fp32": "graphs", "fp16": "graphs_fp16", "int8": "graphs_int8"}
 
 CODE_GRAPHS = ("enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "g_child")
@@ -170,6 +171,21 @@ class Bundle:
         if precision == "int8" or (precision == "auto" and self.int8_choice[0]):
             return "int8" if name in self.graphs_int8 else "fp32"
         return "fp32" if precision == "auto" else precision
+
+    @functools.cached_property
+    def fp16_choice(self) -> tuple[bool, str]:
+        """Whether ``auto`` runs the fp16 graphs (engines) on a GPU, and why: only if they passed the
+        quality gate INT8 graphs pass (the export's ``fp16`` record)."""
+        if not self.graphs_fp16:
+            return False, "the bundle has no fp16 graphs"
+        record = self.manifest.get("fp16")
+        if not isinstance(record, dict) or "passed" not in record:
+            return False, "its fp16 graphs were exported without the quality gate (re-export with --fp16)"
+        measured = record.get("combined") or {}
+        scores = f"PSNR {measured.get('psnr_db')} dB, max diff {measured.get('max_abs_diff')} against fp32"
+        if record["passed"]:
+            return True, f"its fp16 graphs passed the quality gate ({scores})"
+        return False, f"its fp16 graphs failed the quality gate ({scores}); --precision fp16 runs them anyway"
 
     @functools.cached_property
     def int8_choice(self) -> tuple[bool, str]:

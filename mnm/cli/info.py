@@ -95,19 +95,21 @@ def _report(bundle) -> dict:
         "graphs_fp16": graph_rows(bundle.graphs_fp16),
         "graphs_int8": graph_rows(bundle.graphs_int8),
         "int8": manifest.get("int8"),
-        "int8_auto": _int8_auto(bundle),
+        "precision_auto": _precision_auto(bundle),
         "rewrites": manifest.get("rewrites"),
         "engines": _engine_rows(bundle, problems),
         "files": [{"file": f, "problem": p} for f, p in problems.items()],
     }
 
 
-def _int8_auto(bundle) -> dict:
-    """What ``--precision auto`` runs on this CPU, and why (Bundle.int8_choice)."""
+def _precision_auto(bundle) -> dict:
+    """What ``--precision auto`` runs on this CPU and on a GPU, and why (Bundle.int8_choice, fp16_choice)."""
     from mnm.runtime import machine
 
     chosen, why = bundle.int8_choice
-    return {"runs_int8": chosen, "why": why, "cpu": machine.cpu_model(), "cpu_features": machine.cpu_features()}
+    gpu, gpu_why = bundle.fp16_choice
+    return {"runs_int8": chosen, "why": why, "cpu": machine.cpu_model(), "cpu_features": machine.cpu_features(),
+            "gpu": "fp16" if gpu else "fp32", "gpu_why": gpu_why}
 
 
 def _engine_rows(bundle, problems: dict) -> list[dict]:
@@ -155,6 +157,9 @@ def _text(report: dict) -> str:
         if not rows and title == "fp16 graphs":
             lines.append("fp16 graphs: none (export with --fp16)")
             continue
+        if title == "fp16 graphs":
+            auto = report["precision_auto"]
+            lines.append(f"--precision auto on a GPU: {auto['gpu']} ({auto['gpu_why']})")
         lines.append(f"{title}:")
         for g in rows:
             ins = ", ".join(f"{t['name']}{_shape(t['shape'])}" for t in g["inputs"])
@@ -198,7 +203,7 @@ def _int8_text(report: dict) -> list[str]:
     gate = int8.get("gate_machine")
     if gate:
         lines.append(f"  gate measured on: {gate['cpu']} ({', '.join(gate['cpu_features']) or 'no listed features'})")
-    auto = report["int8_auto"]
+    auto = report["precision_auto"]
     lines.append(f"--precision auto here: {'the INT8 graphs' if auto['runs_int8'] else 'fp32'} ({auto['why']})")
     return lines
 

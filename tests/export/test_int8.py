@@ -194,6 +194,26 @@ def test_auto_runs_int8_only_where_the_cpu_makes_it_safe(int8_bundle, tmp_path, 
         True, "this CPU has VNNI (avx512_vnni): onnxruntime's U8S8 kernels do not saturate")
 
 
+def test_fp16_graphs_get_the_int8_quality_gate(exported, tmp_path):
+    """Issue 26 item 12: an --fp16 export gates its fp16 graphs as INT8 graphs are gated (held-out mixes
+    against fp32, disentanglement on the synthetic set's ground truth); a gate they cannot pass says so."""
+    from mnm.export.int8_gate import Judge, gate_fp16
+
+    manifest = _manifest(exported.checkpoint_bundle)
+    record = manifest["fp16"]
+    assert manifest["graphs_fp16"] and record["gate"] == Gate().to_dict()
+    assert record["combined"]["images"] > 0 and record["held_out"]["kind"] == "synthetic"
+    assert record["disentangle"]["pairs"] == 300 and set(record["disentangle"]["fp32"]) == {
+        "shape_iou", "texture_chi2", "background_chi2"}
+    assert record["passed"] == (Gate().passes(record["combined"]) and record["disentangle"]["max_change"] <= 0.02)
+    assert Bundle.open(exported.checkpoint_bundle).fp16_choice[0] == record["passed"]
+    with reference_set(None, CFG.image_size) as refs:
+        judge = Judge(exported.checkpoint_bundle, manifest, manifest["graphs_fp16"], refs.held_out[:4],
+                      precision="fp16")
+        strict = gate_fp16(judge, UNREACHABLE)
+    assert strict["passed"] is False and strict["combined"]["psnr_db"] < 1000
+
+
 def _digests(paths) -> set[str]:
     return {hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
 

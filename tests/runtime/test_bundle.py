@@ -161,3 +161,31 @@ def test_info_without_torch_describes_every_graph(tiny_bundle):
         k: v["macs_per_image"] for k, v in manifest["graphs"].items()
     }
     assert "backends" not in report and all(not f["problem"] for f in report["files"])  # --backends tests them
+
+
+def test_auto_on_a_gpu_takes_fp16_only_when_the_fp16_graphs_passed_their_gate(bundle_copy):
+    """Issue 26 item 12: TensorRT's auto took fp16 engines whenever they were there, while the help
+    said INT8, else fp32. Now auto on a GPU is fp16 only if the fp16 graphs passed the quality gate
+    (the export's fp16 record), else fp32; --precision fp16 still takes them; mnm info says which."""
+    edit_manifest(bundle_copy, lambda m: m.update(graphs_fp16={n: {**e, "precision": "fp16"}
+                                                               for n, e in m["graphs"].items()}))
+    for graph in Bundle.open(bundle_copy).graphs:
+        for precision in ("fp32", "fp16"):
+            add_engine(bundle_copy, graph, H200, precision=precision)
+
+    def engines(precision="auto") -> set[str]:
+        return {e.precision for e in choose_engines(Bundle.open(bundle_copy), H200, precision).values()}
+
+    bundle = Bundle.open(bundle_copy)
+    assert bundle.fp16_choice == (False, "its fp16 graphs were exported without the quality gate (re-export with "
+                                         "--fp16)")
+    assert engines() == {"fp32"} and engines("fp16") == {"fp16"}
+    record = {"gate": {"min_psnr_db": 30.0, "max_abs_diff": 64}, "combined": {"psnr_db": 21.5, "max_abs_diff": 90}}
+    edit_manifest(bundle_copy, lambda m: m.update(fp16={**record, "passed": False}))
+    assert engines() == {"fp32"}
+    assert "failed the quality gate (PSNR 21.5 dB, max diff 90 against fp32)" in Bundle.open(bundle_copy).fp16_choice[1]
+    edit_manifest(bundle_copy, lambda m: m["fp16"].update(passed=True, combined={"psnr_db": 44.0, "max_abs_diff": 9}))
+    assert engines() == {"fp16"}
+    info = run_cli("info", bundle_copy, block_torch=True)
+    assert ("--precision auto on a GPU: fp16 (its fp16 graphs passed the quality gate (PSNR 44.0 dB, max diff 9 "
+            "against fp32))") in info.stdout
