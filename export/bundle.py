@@ -23,7 +23,7 @@ from mnm.atomic import atomic_dir
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
 from mnm.export import fp16 as fp16_graphs
-from mnm.export.int8 import add_int8_graphs
+from mnm.export.int8 import add_fp16_gate, add_int8_graphs
 from mnm.export.int8_gate import Gate
 from mnm.export.macs import count_macs
 from mnm.export.manifest import MANIFEST, graph_entry, new_manifest, write_manifest
@@ -115,6 +115,8 @@ def export_bundle(
                     spec, model, entry, modules, cfg, tmp, parity_batches, rng, seed
                 )
                 bar.update()
+        if fp16:
+            add_fp16_gate(tmp, manifest, cfg, None if calibrate is None else Path(calibrate), int8_gate or Gate())
         if int8:
             add_int8_graphs(tmp, manifest, cfg, None if calibrate is None else Path(calibrate),
                             int8_gate or Gate(), int8_gates)

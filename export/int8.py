@@ -30,6 +30,7 @@ QUANTIZER = {
     "format": "QDQ",
     "activations": "uint8, per tensor, asymmetric, min/max calibration",
     "weights": "int8, per output channel, symmetric",
+    "reduce_range": False,  # 8-bit weights: U8S8 kernels may saturate on x86 without VNNI (Bundle.int8_choice)
 }
 
 
@@ -144,10 +145,31 @@ def add_int8_graphs(folder: Path, manifest: dict, cfg: ModelConfig, calibrate: P
         "quantizer": {**QUANTIZER, "onnxruntime": _ort_version()},
         "calibration": refs.source,
         "gate": default_gate.to_dict(),
+        "gate_machine": gate_machine(),
         "graphs": result["graphs"],
         "combined": result["combined"],
         "disentangle": result["disentangle"],
     }
+
+
+def add_fp16_gate(folder: Path, manifest: dict, cfg: ModelConfig, calibrate: Path | None, gate) -> None:
+    """Gate the fp16 graphs of the bundle being written as INT8 graphs are gated (held-out mixes
+    against fp32, and disentanglement where there is ground truth), recorded in ``manifest["fp16"]``:
+    ``auto`` takes fp16 on a GPU only where it passed (docs/int8.md)."""
+    from mnm.export.calibration import reference_set
+    from mnm.export.int8_gate import Judge, gate_fp16
+
+    with reference_set(calibrate, cfg.image_size) as refs:
+        judge = Judge(folder, manifest, dict(manifest["graphs_fp16"]), refs.held_out, refs.truth, precision="fp16")
+        manifest["fp16"] = {**gate_fp16(judge, gate), "held_out": refs.source, "gate_machine": gate_machine()}
+
+
+def gate_machine() -> dict:
+    """The CPU the gate measured on: whether the verdicts carry over to another CPU depends on VNNI."""
+    from mnm.runtime import machine
+
+    features = machine.cpu_features()
+    return {"cpu": machine.cpu_model(), "cpu_features": features, "vnni": any(f in features for f in machine.VNNI)}
 
 
 def _ort_version() -> str:

@@ -1,4 +1,4 @@
-"""The quality gate of INT8 graphs (docs/int8.md): what users would see, measured end to end.
+"""The quality gate of INT8 and fp16 graphs (docs/int8.md): what users would see, measured end to end.
 
 For each graph with an INT8 candidate, the held-out references are mixed (code mode, and feature
 mode when the bundle has it: mix i takes background, pose, shape and texture from held-out images
@@ -8,6 +8,9 @@ passes when both are within its :class:`Gate`. The passing graphs are then check
 (errors add up), and, when the references have ground truth, so is ``mnm eval disentangle``: no
 score may move more than 0.02. If the combination fails, the passing graph with the lowest PSNR of
 its own goes back to fp32 and the combination is checked again.
+
+fp16 graphs get the same gate as a whole (``gate_fp16``): the fp16 set runs all or nothing (one
+table on onnxruntime, one engine precision on TensorRT), so ``auto`` takes it only if it passed.
 """
 
 from __future__ import annotations
@@ -48,23 +51,31 @@ def compare(reference: np.ndarray, images: np.ndarray) -> dict:
 
 
 class Judge:
-    """Renders the held-out mixes with a chosen set of INT8 graphs, on the bundle being written."""
+    """Renders the held-out mixes with a chosen set of INT8 (or fp16) graphs, on the bundle being written."""
 
-    def __init__(self, folder, manifest: dict, candidates: dict, held_out: list[np.ndarray], truth=None):
+    def __init__(self, folder, manifest: dict, candidates: dict, held_out: list[np.ndarray], truth=None,
+                 precision: str = "int8"):
         self.folder, self.manifest, self.candidates = folder, manifest, candidates
-        self.held_out, self.truth = held_out, truth
+        self.held_out, self.truth, self.precision = held_out, truth, precision
         self.modes = [m for m in ("code", "feature") if m in manifest["modes"]]
         self.fp32 = self.render(())
         self._fp32_scores = None
 
     def bundle(self, int8: tuple[str, ...]) -> Bundle:
-        """The bundle as it would be with exactly these INT8 graphs."""
+        """The bundle as it would be with exactly these INT8 graphs (fp16: the bundle as written)."""
+        if self.precision == "fp16":
+            return Bundle(self.folder, self.manifest)
         return Bundle(self.folder, {**self.manifest, "graphs_int8": {g: self.candidates[g] for g in int8}})
+
+    def precision_for(self, chosen: tuple[str, ...]) -> str:
+        """The candidates' precision by name (auto would leave INT8 out on a CPU without VNNI,
+        Bundle.int8_choice, and never picks fp16 on the CPU), fp32 for none."""
+        return self.precision if chosen else "fp32"
 
     def pipeline(self, int8: tuple[str, ...]):
         from mnm.runtime.pipeline import Pipeline
 
-        return Pipeline(self.bundle(int8), backend="ort-cpu", precision="auto", concurrent=False)
+        return Pipeline(self.bundle(int8), backend="ort-cpu", precision=self.precision_for(int8), concurrent=False)
 
     def render(self, int8: tuple[str, ...]) -> np.ndarray:
         refs, n = self.held_out, len(self.held_out)
@@ -96,13 +107,24 @@ class Judge:
         from mnm.training.metrics import disentangle
         from mnm.training.metrics.inputs import open_bundle_model
 
-        model = open_bundle_model(self.folder, "auto", "cpu", bundle=self.bundle(int8))
+        model = open_bundle_model(self.folder, self.precision_for(int8), "cpu", bundle=self.bundle(int8))
         try:
             result = disentangle.evaluate(model, str(self.truth), pairs=DISENTANGLE_PAIRS, mode="code", seed=0,
                                           split="test", baselines=False)
         finally:
             model.pipeline.close()
         return {k: round(result["results"]["model"][k]["mean"], 4) for k in DISENTANGLE_SCORES}
+
+
+def gate_fp16(judge: Judge, gate: Gate) -> dict:
+    """The fp16 graphs together against fp32, with the INT8 gate's thresholds: the record for the
+    manifest's ``fp16`` section (``passed`` decides whether ``auto`` may run them)."""
+    every = tuple(judge.candidates)
+    measured = judge.mixes(every)
+    disentangle = judge.disentangle_change(every)
+    passed = gate.passes(measured) and (disentangle is None or disentangle["max_change"] <= gate.max_disentangle_change)
+    return {"gate": gate.to_dict(), "combined": measured, "disentangle": disentangle, "passed": passed,
+            "provider": "CPUExecutionProvider (ops without fp16 kernels computed in float32)"}
 
 
 def select(judge: Judge, gates: dict[str, Gate], default: Gate) -> dict:

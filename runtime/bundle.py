@@ -7,6 +7,7 @@ manifest, each with one line that names the file, so a damaged bundle never reac
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +16,18 @@ from mnm.config import ModelConfig
 from mnm.errors import MnmError, check_format_version
 from mnm.jsonfile import read_json_object
 from mnm.provenance import sha256_file
+from mnm.runtime import machine
 
 FORMAT = "mnm-bundle"
 FORMAT_VERSION = 1
 """The newest manifest format this reader understands."""
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
-"""What a caller may ask for: ``auto`` is INT8 where the bundle has an INT8 graph (one that passed its
-quality gate at export, docs/int8.md), fp32 elsewhere; ``int8`` the same, refused on a bundle
-without INT8 graphs; ``fp16`` the fp16 graphs."""
+"""What a caller may ask for: ``auto`` is, on the CPU, INT8 where the bundle has an INT8 graph (one
+that passed its quality gate at export, docs/int8.md) and INT8 is safe on this CPU
+(``int8_choice``), fp32 elsewhere; on a GPU, fp16 where the bundle's fp16 graphs passed the same
+gate (``fp16_choice``), else fp32. ``int8`` runs the INT8 graphs on any CPU, refused on a bundle
+without INT8 graphs; ``fp16`` the fp16 graphs, gated or not."""
 _SECTIONS = {"fp32": "graphs", "fp16": "graphs_fp16", "int8": "graphs_int8"}
 
 CODE_GRAPHS = ("enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "g_child")
@@ -164,9 +168,50 @@ class Bundle:
 
     def precision_of(self, name: str, precision: str) -> str:
         """The precision graph ``name`` runs at when ``precision`` is asked for."""
-        if precision in ("auto", "int8"):
+        if precision == "int8" or (precision == "auto" and self.int8_choice[0]):
             return "int8" if name in self.graphs_int8 else "fp32"
-        return precision
+        return "fp32" if precision == "auto" else precision
+
+    @functools.cached_property
+    def fp16_choice(self) -> tuple[bool, str]:
+        """Whether ``auto`` runs the fp16 graphs (engines) on a GPU, and why: only if they passed the
+        quality gate INT8 graphs pass (the export's ``fp16`` record)."""
+        if not self.graphs_fp16:
+            return False, "the bundle has no fp16 graphs"
+        record = self.manifest.get("fp16")
+        if not isinstance(record, dict) or "passed" not in record:
+            return False, "its fp16 graphs were exported without the quality gate (re-export with --fp16)"
+        measured = record.get("combined") or {}
+        scores = f"PSNR {measured.get('psnr_db')} dB, max diff {measured.get('max_abs_diff')} against fp32"
+        if record["passed"]:
+            return True, f"its fp16 graphs passed the quality gate ({scores})"
+        return False, f"its fp16 graphs failed the quality gate ({scores}); --precision fp16 runs them anyway"
+
+    @functools.cached_property
+    def int8_choice(self) -> tuple[bool, str]:
+        """Whether ``auto`` runs this bundle's INT8 graphs on this CPU, and why (``mnm info`` says it).
+
+        The graphs are U8S8 QDQ: onnxruntime documents that such kernels can saturate on x86 CPUs
+        without VNNI (the u8 x s8 pairs summed in int16), so a gate passed on one CPU does not carry
+        over to every CPU. INT8 is chosen where this CPU has VNNI, where the graphs were quantized
+        with ``reduce_range`` (7-bit weights: no saturation), where the gate itself ran without VNNI
+        (what it measured included the saturation), and on CPUs other than x86."""
+        if not self.graphs_int8:
+            return False, "the bundle has no INT8 graphs"
+        record = self.manifest.get("int8") if isinstance(self.manifest.get("int8"), dict) else {}
+        quantizer, gate = record.get("quantizer") or {}, record.get("gate_machine") or {}
+        if quantizer.get("reduce_range"):
+            return True, "its INT8 graphs were quantized with reduce_range (7-bit weights), safe on any CPU"
+        if not machine.is_x86():
+            return True, "not an x86 CPU: the saturation of x86 U8S8 kernels without VNNI does not apply"
+        vnni = [f for f in machine.VNNI if f in machine.cpu_features()]
+        if vnni:
+            return True, f"this CPU has VNNI ({vnni[0]}): onnxruntime's U8S8 kernels do not saturate"
+        if gate.get("vnni") is False:
+            return True, "no VNNI here, and none where the gate measured the INT8 graphs: it saw the same kernels"
+        where = f" (the gate ran on a CPU with {', '.join(gate['cpu_features'])})" if gate.get("cpu_features") else ""
+        return False, (f"this CPU has no VNNI (avx512_vnni or avx_vnni): onnxruntime's U8S8 kernels can saturate "
+                       f"here, so the gate's verdict does not carry over{where}; --precision int8 runs them anyway")
 
     def graph(self, name: str, precision: str = "fp32") -> GraphEntry:
         self.check_precision(precision)

@@ -5,6 +5,7 @@ OpenCV's ``read`` answers False both at the end of a stream and where a truncate
 Matroska, variable frame rate), so neither tells a healthy file from a damaged one. The containers
 do: RIFF (AVI), EBML (Matroska, WebM) and ISO media (MP4, MOV) each declare the size of what they
 hold, and a file shorter than its declared size lost its end. Other formats give no answer (None).
+RIFF and ISO media also index every frame, so their frame count is exact (``counts_frames``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ def cut_short(path: str | os.PathLike) -> bool | None:
     except OSError:
         return None
     return None
+
+
+def counts_frames(path: str | os.PathLike) -> bool:
+    """Whether the container indexes its frames (RIFF/AVI, ISO media/MP4/MOV), so that the frame count
+    OpenCV reports is the file's own, not a duration x rate estimate."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" or head[4:8] in ISO_TOP_LEVEL
 
 
 def _ebml_cut_short(head: bytes, size: int) -> bool | None:

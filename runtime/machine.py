@@ -21,6 +21,11 @@ LIBRARIES = (
     "tensorrt", "cuda-python",
 )
 CGROUP = Path("/sys/fs/cgroup")
+CPU_FEATURES_ENV = "MNM_CPU_FEATURES"
+"""Names the CPU features to assume instead of reading /proc/cpuinfo (space or comma separated;
+empty: none): how a test, or a user, sees what ``--precision auto`` would choose on another CPU."""
+VNNI = ("avx512_vnni", "avx_vnni")
+"""The x86 extensions whose u8 x s8 dot products do not saturate (onnxruntime's INT8 kernels)."""
 
 
 def physical_cores() -> int:
@@ -150,13 +155,21 @@ def cpu_model() -> str:
 
 
 def cpu_features() -> list[str]:
-    """The vector extensions that set the fp32 peak (FMA width): AVX2 and AVX-512 machines differ ~4x here."""
+    """The vector extensions that set the fp32 peak (FMA width: AVX2 and AVX-512 machines differ ~4x
+    here) and INT8's safety (VNNI); ``MNM_CPU_FEATURES`` replaces the read (``CPU_FEATURES_ENV``)."""
+    assumed = os.environ.get(CPU_FEATURES_ENV)
+    if assumed is not None:
+        return assumed.replace(",", " ").split()
     for line in _cpuinfo().splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             return [f for f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
                                 "amx_tile") if f in flags]
     return []
+
+
+def is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 def memory_gib() -> float | None:

@@ -164,12 +164,15 @@ class LoopReport:
     stopped: str
     error: MnmError | None = None
     notes: list[str] = field(default_factory=list)
+    frames_expected: int | None = None
+    """The frames the source announced (None: a webcam, or a video that does not say)."""
 
     def to_dict(self) -> dict:
         return {
             "source": self.source,
             "realtime": self.realtime,
             "frames_in": self.frames_in,
+            "frames_expected": self.frames_expected,
             "frames_out": self.frames_out,
             "drops": self.drops,
             "failed": self.failed,
@@ -280,6 +283,7 @@ def run(
         stopped=stopped,
         error=error,
         notes=notes,
+        frames_expected=source.frame_count,
     )
 
 

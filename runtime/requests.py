@@ -191,6 +191,19 @@ def parse_factor(value, kind: str, boxes: BoxTable | None = None) -> Factor:
     raise MnmError(f"{kind}: cannot use a {type(value).__name__} as a factor")
 
 
+def require_factors(given: dict[str, bool], mode: str, name=str) -> None:
+    """Refuse a request that leaves a factor out (the CLI and the HTTP API; the Python API keeps its
+    defaults): a forgotten factor must not quietly become random. ``random``, ``code:K`` and ``seed:N``
+    are explicit; only feature mode leaves the shape out (S reads it from the pose image). ``given``
+    says per factor whether a value came; ``name`` spells a factor as the caller's user wrote it."""
+    missing = [k for k in FACTORS if not given.get(k) and not (k == "shape" and mode == "feature")]
+    if missing:
+        raise MnmError(
+            f"missing {', '.join(name(k) for k in missing)}: give every factor an image, random, code:K or seed:N "
+            "(feature mode alone leaves the shape out: it comes from the pose image)"
+        )
+
+
 def is_spec(text: str) -> bool:
     """Whether ``text`` is a code spec (``random``, ``code:K``, ``seed:N``) rather than an image path."""
     text = text.strip()

@@ -3,7 +3,8 @@
 Sources: a webcam index, a video file (both through one ``cv2.VideoCapture`` class, so tests that
 read a file exercise the webcam path), or a folder of images. Each source peeks at its first frame
 when opened, so a source without frames fails before any model work, and each says when it stops
-early instead of ending quietly. Sinks write to a temporary name beside the target and rename it on
+early (``SourceEndedEarly``: frames read against frames expected, and why) instead of ending
+quietly. Sinks write to a temporary name beside the target and rename it on
 ``close``; whatever was written before an error is kept.
 
 Timing: ``write(frame, t)`` takes the frame's time in seconds on the output's timeline (None: the
@@ -28,7 +29,7 @@ from PIL import Image
 from mnm.atomic import atomic_dir, atomic_path
 from mnm.errors import MnmError
 from mnm.imaging import IMAGE_SUFFIXES, image_files, load_image
-from mnm.runtime.containers import cut_short
+from mnm.runtime.containers import counts_frames, cut_short
 
 GIF_MAX_BYTES = 128 * 2**20
 """A GIF is encoded at the end, so its frames stay in memory: at most this many bytes of RGB frames."""
@@ -36,10 +37,22 @@ GIF_MIN_CS = 2
 """Shortest GIF frame in centiseconds: browsers show shorter frames for 100 ms. Frames closer than
 this to the previous one are left out, so a fast source keeps its speed, not its frame count."""
 
+PROBE_READS = 8
+"""Reads tried after a failed one: a stream that still gives frames was damaged, not at its end."""
+
 FRAME_NAME = re.compile(r"\d{6}\.png")
 
 
 # ---------------------------------------------------------------- sources
+
+
+class SourceEndedEarly(MnmError):
+    """A source that stopped before its end: ``read`` frames of ``expected`` (None: not known), and why
+    in the message. ``mnm animate`` exits non-zero on it unless ``--allow-short``."""
+
+    def __init__(self, message: str, read: int, expected: int | None):
+        super().__init__(message)
+        self.read, self.expected = read, expected
 
 
 class CaptureSource:
@@ -81,15 +94,28 @@ class CaptureSource:
             n += 1
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         if self.live:
-            raise MnmError(f"{self.name}: the camera stopped delivering frames after {n} frames")
-        # The frame count is an estimate for containers without an index: the file's own sizes say
-        # whether reading ended at the end of the data or where the file was cut.
+            raise SourceEndedEarly(f"{self.name}: the camera stopped delivering frames after {n} frames", n, None)
+        why = self._why_short(n)
+        if why:
+            exact = counts_frames(self.name)
+            of = f" of {'' if exact else 'about '}{self.frame_count}" if self.frame_count else ""
+            raise SourceEndedEarly(f"{self.name}: {why}: reading stopped after {n}{of} frames", n, self.frame_count)
+
+    def _why_short(self, n: int) -> str | None:
+        """Why a file stopped at frame ``n`` before its end, or None when it ended where it should.
+
+        OpenCV's ``read`` answers False at the end, where a truncated file stops, and at a frame it
+        cannot decode, and the frame count is an estimate for containers without an index. So: the
+        file's own sizes say whether it was cut; an indexed container (AVI, MP4) that announced more
+        frames, or a stream that still gives frames after the failed read, was damaged inside."""
         if cut_short(self.name):
-            of = f" of about {self.frame_count}" if self.frame_count else ""
-            raise MnmError(
-                f"{self.name}: the file is cut short (truncated, or still being written): "
-                f"reading stopped after {n}{of} frames"
-            )
+            return "the file is cut short (truncated, or still being written)"
+        damaged = "a frame could not be decoded (the file is damaged)"
+        if self.frame_count and n < self.frame_count and counts_frames(self.name):
+            return damaged
+        if any(self._cap.grab() for _ in range(PROBE_READS)):
+            return damaged
+        return None
 
     def close(self) -> None:
         self._cap.release()
@@ -114,7 +140,8 @@ class FolderSource:
             try:
                 frame = load_image(path)
             except MnmError as exc:
-                raise MnmError(f"{self.name}: stopped at frame {i + 1} of {self.frame_count}: {exc}") from None
+                raise SourceEndedEarly(f"{self.name}: stopped at frame {i + 1} of {self.frame_count}: {exc}", i,
+                                       self.frame_count) from None
             yield frame
 
     def close(self) -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None; "
+RANDOM_FACTORS = ("--background", "random", "--pose", "random", "--shape", "random", "--texture", "random")
+"""``mnm mix`` options that name every factor random (the CLI refuses a factor left out)."""
 
 
 def run_python(code: str, block_torch: bool = False, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

@@ -37,6 +37,11 @@ def animate(
     box: str | None = typer.Option(None, "--box", help="Pose region in each frame: x,y,w,h pixels (default: all)."),
     fit: str = typer.Option("crop", "--fit", help=FIT_HELP + " Applies to the image and to each frame."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the run's statistics as JSON here."),
+    allow_short: bool = typer.Option(
+        False, "--allow-short",
+        help="Accept a source that stops before its end (a damaged or cut video, a frame file that does not "
+        "decode, a webcam that stops): say so and exit 0 with the frames made. Without it such a run exits 2.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Animate a static image with the pose of each frame of a video, a frame folder or a webcam."""
@@ -110,7 +115,9 @@ def animate(
         write_text(json_path, json.dumps(data, indent=2) + "\n")
 
     kept = f"kept the {written} frames produced in {out}" if written else "nothing was written"
-    if report.error is not None:
+    if allow_short and isinstance(report.error, video.SourceEndedEarly):
+        typer.echo(f"note: {report.error} (allowed by --allow-short)", err=True)
+    elif report.error is not None:
         raise MnmError(f"{report.error}; {kept}" if sink is not None else str(report.error))
     if report.stopped == "interrupted":
         typer.echo(f"interrupted; {kept}" if sink is not None else "interrupted", err=True)

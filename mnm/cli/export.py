@@ -22,12 +22,14 @@ def export(
     preset: str | None = typer.Option(None, "--preset", help="With --random-init: paper, lite or tiny."),
     random_init: bool = typer.Option(False, "--random-init", help="Export randomly initialised networks."),
     seed: int | None = typer.Option(None, "--seed", help="With --random-init: the weights' seed (default 0)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write FP16 graphs (float32 inputs and outputs)."),
+    fp16: bool = typer.Option(
+        False, "--fp16", help="Also write FP16 graphs (float32 inputs and outputs), gated as INT8 graphs are "
+        "(precision auto takes them on a GPU only if they pass)."),
     int8: bool = typer.Option(
         False, "--int8", help="Also write INT8 graphs (CPU), each kept only if it passes its quality gate."),
     calibrate: Path | None = typer.Option(
-        None, "--calibrate", help="With --int8: folder of reference images (or a dataset folder) to calibrate "
-        "and gate on [default: a rendered synthetic set]."),
+        None, "--calibrate", help="With --int8 or --fp16: folder of reference images (or a dataset folder) to "
+        "calibrate and gate on [default: a rendered synthetic set]."),
     int8_min_psnr: float = typer.Option(
         Gate.min_psnr_db, "--int8-min-psnr", help="Gate: least PSNR (dB) of held-out mixes against fp32."),
     int8_max_diff: int = typer.Option(
@@ -46,8 +48,8 @@ def export(
         raise MnmError("--preset and --seed apply to --random-init only; a checkpoint carries its config")
     if max_batch < 1:
         raise MnmError(f"--max-batch must be at least 1, got {max_batch}")
-    if calibrate is not None and not int8:
-        raise MnmError("--calibrate applies to --int8 only")
+    if calibrate is not None and not (int8 or fp16):
+        raise MnmError("--calibrate applies to --int8 and --fp16 only")
     if calibrate is not None and not calibrate.is_dir():
         raise MnmError(f"{calibrate}: --calibrate must be a folder of reference images")
 

@@ -95,10 +95,21 @@ def _report(bundle) -> dict:
         "graphs_fp16": graph_rows(bundle.graphs_fp16),
         "graphs_int8": graph_rows(bundle.graphs_int8),
         "int8": manifest.get("int8"),
+        "precision_auto": _precision_auto(bundle),
         "rewrites": manifest.get("rewrites"),
         "engines": _engine_rows(bundle, problems),
         "files": [{"file": f, "problem": p} for f, p in problems.items()],
     }
+
+
+def _precision_auto(bundle) -> dict:
+    """What ``--precision auto`` runs on this CPU and on a GPU, and why (Bundle.int8_choice, fp16_choice)."""
+    from mnm.runtime import machine
+
+    chosen, why = bundle.int8_choice
+    gpu, gpu_why = bundle.fp16_choice
+    return {"runs_int8": chosen, "why": why, "cpu": machine.cpu_model(), "cpu_features": machine.cpu_features(),
+            "gpu": "fp16" if gpu else "fp32", "gpu_why": gpu_why}
 
 
 def _engine_rows(bundle, problems: dict) -> list[dict]:
@@ -146,6 +157,9 @@ def _text(report: dict) -> str:
         if not rows and title == "fp16 graphs":
             lines.append("fp16 graphs: none (export with --fp16)")
             continue
+        if title == "fp16 graphs":
+            auto = report["precision_auto"]
+            lines.append(f"--precision auto on a GPU: {auto['gpu']} ({auto['gpu_why']})")
         lines.append(f"{title}:")
         for g in rows:
             ins = ", ".join(f"{t['name']}{_shape(t['shape'])}" for t in g["inputs"])
@@ -186,6 +200,11 @@ def _int8_text(report: dict) -> list[str]:
         verdict = "int8" if q["precision"] == "int8" else "fp32 (failed its gate)"
         check = ("  sha256 ok" if ok[name] else "  SHA256 MISMATCH OR MISSING") if name in ok else ""
         lines.append(f"  {name:<13} {verdict:<22} PSNR {q['psnr_db']:.1f} dB, max diff {q['max_abs_diff']}{check}")
+    gate = int8.get("gate_machine")
+    if gate:
+        lines.append(f"  gate measured on: {gate['cpu']} ({', '.join(gate['cpu_features']) or 'no listed features'})")
+    auto = report["precision_auto"]
+    lines.append(f"--precision auto here: {'the INT8 graphs' if auto['runs_int8'] else 'fp32'} ({auto['why']})")
     return lines
 
 

@@ -52,8 +52,19 @@ def mix(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
-    """Mix and match: each factor from a reference image or a code; lists give a labelled grid."""
-    from mnm.runtime.requests import BoxTable, Mix, expand_specs, parse_box, parse_factor, split_specs
+    """Mix and match: each factor from a reference image or a code; lists give a labelled grid.
+
+    Name every factor (random is asked for by name, not by leaving a factor out); feature mode alone
+    leaves --shape out (it comes from the pose image)."""
+    from mnm.runtime.requests import (
+        BoxTable,
+        Mix,
+        expand_specs,
+        parse_box,
+        parse_factor,
+        require_factors,
+        split_specs,
+    )
     from mnm.runtime.stitch import check_mode
 
     if ctx.args:  # what a shell glob after an option gives: --texture a.png b.png c.png
@@ -67,9 +78,11 @@ def mix(
         raise MnmError(f"--mode: expected code or feature, got {mode!r}")
     if fit not in ("crop", "squash"):
         raise MnmError(f"--fit: expected crop or squash, got {fit!r}")
+    given = {"background": background, "pose": pose, "shape": shape, "texture": texture}
+    if batch is None:
+        require_factors({k: bool(v) for k, v in given.items()}, mode, name=lambda k: f"--{k}")
     table = BoxTable.read(boxes, default=parse_box(box) if box else None)
     # Every input is checked before the bundle is opened (verifying it reads every graph).
-    given = {"background": background, "pose": pose, "shape": shape, "texture": texture}
     lists = {k: expand_specs(split_specs(v), f"--{k}") for k, v in given.items()}
     if batch is not None:
         used = [f"--{k}" for k, v in lists.items() if v]
@@ -82,8 +95,6 @@ def mix(
         _run_plan(pipe, batch, rows, mixes, out, mode, seed, stitch)
         return
     _check_image_suffix(out)
-    for kind in ("background", "pose", "texture"):
-        lists[kind] = lists[kind] or ["random"]
     factors = {k: [parse_factor(v, k, table) for v in values] for k, values in lists.items()}
     shapes = factors["shape"] or [None]
     pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit, precision=precision)
@@ -97,7 +108,20 @@ def mix(
                      stitch=stitch)
     _save(out, grid.image())
     rows, cols = grid.shape
-    typer.echo(f"wrote {out} ({rows} x {cols} grid, {len(grid.cells)} images)")
+    typer.echo(f"wrote {out} ({rows} x {cols} grid, {len(grid.cells)} images): {_several(given, lists)}")
+
+
+def _several(given: dict[str, list[str]], lists: dict[str, list[str]]) -> str:
+    """Which factors took several values, how many, and the folders or patterns they came from: a
+    folder is a grid by design, and the line says so rather than surprise anyone."""
+    from mnm.runtime.requests import split_specs
+
+    parts = []
+    for kind, values in lists.items():
+        if len(values) > 1:
+            expanded = [spec for spec in split_specs(given[kind]) if spec not in values]
+            parts.append(f"--{kind} took {len(values)} values" + (f" (from {', '.join(expanded)})" if expanded else ""))
+    return ", ".join(parts)
 
 
 def _check_image_suffix(path: Path) -> None:
@@ -116,7 +140,7 @@ def _save(path: Path, image) -> None:
 def _read_plan(plan: Path, folder: Path, mode: str, table):
     """The rows of the plan still to make (rows whose file exists are skipped: re-runs resume) and
     their mixes, every spec parsed (files exist, specs are well formed) before any model work."""
-    from mnm.runtime.requests import FACTORS, Mix, parse_factor, read_plan
+    from mnm.runtime.requests import FACTORS, Mix, parse_factor, read_plan, require_factors
 
     rows = read_plan(plan)
     for row in rows:
@@ -126,8 +150,9 @@ def _read_plan(plan: Path, folder: Path, mode: str, table):
         typer.echo(f"{len(rows) - len(pending)} of {len(rows)} images already in {folder}; skipping them", err=True)
     mixes = []
     for row in pending:
-        specs = {k: row.specs[k] or (None if k == "shape" and mode == "feature" else "random") for k in FACTORS}
+        specs = {k: row.specs[k] or None for k in FACTORS}
         try:
+            require_factors({k: v is not None for k, v in specs.items()}, mode)
             mixes.append(Mix(*(None if specs[k] is None else parse_factor(specs[k], k, table) for k in FACTORS)))
         except MnmError as exc:
             raise MnmError(f"{plan}:{row.line}: {exc}") from None

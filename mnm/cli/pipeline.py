@@ -7,8 +7,10 @@ from pathlib import Path
 import typer
 
 PRECISION_HELP = (
-    "auto: INT8 graphs where the bundle has them (they passed their quality gate at export), else fp32; "
-    "fp32; fp16; int8 (refused on a bundle without INT8 graphs)."
+    "auto: on the CPU, INT8 graphs where the bundle has them (they passed their quality gate at export) and this "
+    "CPU runs them safely (VNNI), else fp32; on a GPU, fp16 where the bundle's fp16 graphs passed the same gate, "
+    "else fp32 (mnm info says which and why); fp32; fp16; int8 (on any CPU; refused on a bundle without INT8 "
+    "graphs)."
 )
 FIT_HELP = ("How a reference without a box becomes square: crop (the centred square) or squash (the whole "
             "image resized, as the authors evaluated the published MixNMatch models).")

@@ -14,6 +14,7 @@ import hashlib
 import io
 import pickle
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,15 @@ from mnm.provenance import utc_now
 IMAGE_SIZE = 128
 """The reference layout fixes S: five upBlocks from 4×4 in each generator stage, five stride-2
 steps and a 4×4 head in each encoder. A file of another size fails the name check."""
+
+PUBLISHED = {"ngf": 64, "ndf": 64, "z_dim": 100, "n_parent": 20, "n_child": 200}
+"""The largest value of each config field in any published MixNMatch model (CUB; Dogs and Cars have
+fewer codes)."""
+MARGIN = {"ngf": 2, "ndf": 2, "z_dim": 4, "n_parent": 4, "n_child": 4}
+"""How far past the published models an import may go: 2x the channel widths (memory grows with
+their square: ~2 GB of tensors for all three files at the limit, against ~0.5 GB published), 4x the
+code sizes (they widen a few layers only). Anything larger is refused before a tensor is copied."""
+LIMITS = {field: PUBLISHED[field] * MARGIN[field] for field in PUBLISHED}
 
 DATAPARALLEL_PREFIX = "module."
 SHOWN = 3
@@ -108,6 +118,7 @@ def read_reference_file(path: str | Path, slot: str) -> Loaded:
         raise MnmError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     if not data:
         raise MnmError(f"{path}: empty file (0 bytes), not a PyTorch checkpoint ({option})")
+    _check_archive(path, data)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; the outcome is what counts
             warnings.simplefilter("ignore")
@@ -122,6 +133,7 @@ def read_reference_file(path: str | Path, slot: str) -> Loaded:
         raise MnmError(f"{path}: not a readable PyTorch checkpoint: truncated, corrupt or another kind of file "
                        f"({detail})") from None
     tensors, dataparallel = _flat_tensors(loaded, path)
+    _check_storage(path, tensors)
     _check_slot(path, slot, tensors)
     return Loaded(path, slot, tensors, hashlib.sha256(data).hexdigest(), len(data), dataparallel)
 
@@ -140,6 +152,56 @@ def _flat_tensors(loaded, path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     dataparallel = all(name.startswith(DATAPARALLEL_PREFIX) for name in names)
     cut = len(DATAPARALLEL_PREFIX) if dataparallel else 0
     return {name[cut:]: value.detach() for name, value in loaded.items()}, dataparallel
+
+
+def _check_archive(path: Path, data: bytes) -> None:
+    """A zip-format file must not expand past its own size: ``torch.save`` stores its records
+    uncompressed, and a compressed record is how a small file becomes gigabytes at load."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return  # the pre-1.6 format: a storage's bytes are read from the file itself
+    try:
+        expanded = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise MnmError(f"{path}: not a readable PyTorch checkpoint: a damaged zip archive ({exc})") from None
+    if expanded > len(data):
+        raise MnmError(f"{path}: its records expand to {_mb(expanded)} from a {_mb(len(data))} file; torch.save "
+                       "stores them uncompressed, so this is no saved model; nothing was written")
+
+
+def _check_storage(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor's elements are distinct stored values. A stride-0 or overlapping view (or many
+    tensors viewing one storage) costs a few bytes in the file and its full size once copied: 78 KB
+    of such views made a 7 GB import. Loading built only views; this refuses them before any copy."""
+    views = [f"{name} ({tensor.numel()} elements on {_stored(tensor)} stored values)"
+             for name, tensor in tensors.items() if not _distinct_elements(tensor)]
+    if views:
+        raise MnmError(f"{path}: {len(views)} tensor(s) repeat stored values (stride-0 or overlapping views, not "
+                       f"saved weights): {_first(views)}; nothing was written")
+    needed = sum(t.numel() * t.element_size() for t in tensors.values())
+    stored = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors.values()}.values())
+    if needed > stored:
+        raise MnmError(f"{path}: the tensors hold {_mb(needed)} but the file stores {_mb(stored)} (tensors sharing "
+                       "their values); nothing was written")
+
+
+def _distinct_elements(tensor: torch.Tensor) -> bool:
+    """No two elements at one address (each stride at least the span of the smaller ones) and the
+    storage long enough for all of them."""
+    span = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(tensor.stride(), tensor.shape, strict=True) if sz > 1):
+        if stride < span:
+            return False
+        span = stride * size
+    return tensor.numel() <= _stored(tensor)
+
+
+def _stored(tensor: torch.Tensor) -> int:
+    """Elements the tensor's storage holds from its offset on."""
+    return tensor.untyped_storage().nbytes() // tensor.element_size() - tensor.storage_offset()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
 
 
 def _plain_tensor(value) -> bool:
@@ -219,6 +281,11 @@ def infer_config(files: dict[str, Loaded]) -> ModelConfig:
         raise MnmError(f"{generator}: background_stage.fc.0.weight has {dims['fc_rows']} rows, not a multiple of "
                        "256 (2·16·8·ngf)")
     fields = {k: dims[k] for k in ("z_dim", "ndf", "n_parent", "n_child")}
+    over = [f"{k} {v} (published {PUBLISHED[k]}, limit {LIMITS[k]})"
+            for k, v in {**fields, "ngf": dims["fc_rows"] // 256}.items() if v > LIMITS[k]]
+    if over:
+        raise MnmError(f"{generator}, {encoders}: a model far larger than any published MixNMatch: {', '.join(over)}; "
+                       "refused before reading its tensors; nothing was written")
     try:
         return ModelConfig(image_size=IMAGE_SIZE, ngf=dims["fc_rows"] // 256, **fields).validate()
     except MnmError as exc:

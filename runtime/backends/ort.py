@@ -111,7 +111,7 @@ class OrtBackend:
         if name != "ort-cpu" and precision in ("auto", "int8"):
             if precision == "int8":  # QDQ graphs are made for (and gated on) the CPU provider
                 raise BackendUnavailable("INT8 graphs run on ort-cpu; use --precision fp32 or fp16 on a GPU")
-            precision = "fp32"
+            precision = "fp16" if bundle.fp16_choice[0] else "fp32"  # auto on a GPU: gated fp16, else fp32
         bundle.check_precision(precision)
         self.bundle = bundle
         self.name = name

@@ -70,11 +70,13 @@ def engine_problem(bundle: Bundle, entry: EngineEntry, machine: dict) -> str | N
 def choose_engines(bundle: Bundle, machine: dict, precision: str = "auto") -> dict[str, EngineEntry]:
     """One fitting engine per graph of the bundle, or ``BackendUnavailable`` saying what is wrong.
 
-    ``precision="auto"`` takes fp16 engines when every graph has one that fits, else fp32.
+    ``precision="auto"`` takes fp16 engines when the bundle's fp16 graphs passed their quality gate
+    (``Bundle.fp16_choice``) and every graph has one that fits, else fp32.
     """
     if not bundle.engines:
         raise BackendUnavailable(f"{bundle.path}: the bundle has no TensorRT engines; {REBUILD}")
-    order = ["fp16", "fp32"] if precision == "auto" else [precision]
+    gated_fp16 = ["fp16", "fp32"] if bundle.fp16_choice[0] else ["fp32"]
+    order = gated_fp16 if precision == "auto" else [precision]
     misfits: list[str] = []  # an engine is there but does not fit: the reason worth giving first
     missing: list[str] = []
     for prec in order:

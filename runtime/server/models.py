@@ -11,9 +11,10 @@ import base64
 import binascii
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
 
-from mnm.runtime.requests import is_spec
+from mnm.errors import MnmError
+from mnm.runtime.requests import FACTORS, is_spec, require_factors
 
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 """Output format name → (Pillow format, media type)."""
@@ -82,22 +83,37 @@ class _Common(BaseModel):
     box: Box | None = Field(None, description="object box for every reference image without its own")
 
 
-class MixRequest(_Common):
-    """One mix: each factor a spec or an image; shape left out = random (code mode) or from the pose (feature)."""
+class _Factors(_Common):
+    @model_validator(mode="before")
+    @classmethod
+    def _every_factor_named(cls, data):
+        """A factor left out (or null) is refused, as on the CLI: ``random`` is asked for by name;
+        feature mode alone leaves the shape out."""
+        if isinstance(data, dict):
+            try:
+                require_factors({k: data.get(k) is not None for k in FACTORS}, data.get("mode", "code"))
+            except MnmError as exc:
+                raise ValueError(str(exc)) from None
+        return data
 
-    background: Factor = "random"
-    pose: Factor = "random"
+
+class MixRequest(_Factors):
+    """One mix: each factor a spec or an image, named explicitly; the shape only in code mode (feature
+    mode takes it from the pose)."""
+
+    background: Factor
+    pose: Factor
     shape: Factor | None = None
-    texture: Factor = "random"
+    texture: Factor
 
 
-class GridRequest(_Common):
+class GridRequest(_Factors):
     """Every combination of the factor lists (the last factor with several entries runs along the columns)."""
 
-    background: list[Factor] = Field(default_factory=lambda: ["random"], min_length=1, max_length=64)
-    pose: list[Factor] = Field(default_factory=lambda: ["random"], min_length=1, max_length=64)
+    background: list[Factor] = Field(min_length=1, max_length=64)
+    pose: list[Factor] = Field(min_length=1, max_length=64)
     shape: list[Factor] | None = Field(None, min_length=1, max_length=64)
-    texture: list[Factor] = Field(default_factory=lambda: ["random"], min_length=1, max_length=64)
+    texture: list[Factor] = Field(min_length=1, max_length=64)
 
 
 class EncodeRequest(BaseModel):

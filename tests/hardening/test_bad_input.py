@@ -54,50 +54,59 @@ def _valid(name: str) -> Case:
                 leaves=f"image:{name}")
 
 
-MIX = "mix {bundle} --out {out}/mix.png"
+FACTORS = ("background", "pose", "shape", "texture")
+
+
+def mix_with(options: str = "", bundle: str = "bundle", out: str = "{out}/mix.png", **given: str) -> str:
+    """``mnm mix`` naming every factor: those in ``given``, the others random."""
+    factors = " ".join(f"--{k} {given.get(k, 'random')}" for k in FACTORS)
+    return f"mix {{{bundle}}} {factors} {options} --out {out}".replace("  ", " ")
+
+
 ANIMATE = "animate {bundle} --image {photo} --backend ort-cpu --out {out}/anim.gif"
 ROOT_SKIP = "running as root: chmod 000 does not stop root from reading (the /proc row covers it)" if AS_ROOT else None
 
 CASES = [
     # ---- mix: reference images
-    Case("mix-truncated-png", MIX + " --texture {truncated_png}", 2, ("{truncated_png}", "corrupt or truncated")),
-    Case("mix-truncated-jpg", MIX + " --pose {truncated_jpg}", 2, ("{truncated_jpg}", "corrupt or truncated")),
-    Case("mix-text-named-png", MIX + " --shape {text_png}", 2, ("{text_png}", "not a recognised image")),
-    Case("mix-empty-file", MIX + " --background {empty_png}", 2, ("{empty_png}", "empty file")),
-    Case("mix-over-pixel-limit", MIX + " --texture {huge_png}", 2, ("{huge_png}", "12000x12000", "over the limit")),
-    Case("mix-missing-path", MIX + " --texture {missing_png}", 2, ("{missing_png}", "not found")),
-    Case("mix-directory-as-image", MIX + " --texture {folder_png}", 2, ("{folder_png}", "is a folder")),
-    Case("mix-unreadable-chmod", MIX + " --texture {locked_png}", 2, ("{locked_png}", "permission denied"),
+    Case("mix-truncated-png", mix_with(texture="{truncated_png}"), 2, ("{truncated_png}", "corrupt or truncated")),
+    Case("mix-truncated-jpg", mix_with(pose="{truncated_jpg}"), 2, ("{truncated_jpg}", "corrupt or truncated")),
+    Case("mix-text-named-png", mix_with(shape="{text_png}"), 2, ("{text_png}", "not a recognised image")),
+    Case("mix-empty-file", mix_with(background="{empty_png}"), 2, ("{empty_png}", "empty file")),
+    Case("mix-over-pixel-limit", mix_with(texture="{huge_png}"), 2, ("{huge_png}", "12000x12000", "over the limit")),
+    Case("mix-missing-path", mix_with(texture="{missing_png}"), 2, ("{missing_png}", "not found")),
+    Case("mix-directory-as-image", mix_with(texture="{folder_png}"), 2, ("{folder_png}", "is a folder")),
+    Case("mix-unreadable-chmod", mix_with(texture="{locked_png}"), 2, ("{locked_png}", "permission denied"),
          skip=ROOT_SKIP),
-    Case("mix-unreadable-proc", MIX + " --texture {unreadable}", 2, ("{unreadable}", "permission denied"),
+    Case("mix-unreadable-proc", mix_with(texture="{unreadable}"), 2, ("{unreadable}", "permission denied"),
          skip=None if UNREADABLE else "no file here that root cannot read"),
     *[_valid(name) for name in ("grey16", "rgb16", "cmyk", "palette", "alpha", "exif", "animated_gif", "1x1",
                                 "10x4000")],
     # ---- mix: boxes
-    Case("mix-box-unit-range", MIX + " --texture {photo} --box 0.1,0.1,0.5,0.5", 2, ("{photo}", "0-1 units")),
-    Case("mix-box-negative", MIX + " --texture {photo} --box -5,0,10,10", 2, ("{photo}", "negative coordinate")),
-    Case("mix-box-outside", MIX + " --texture {photo} --box 60,40,30,30", 2, ("{photo}", "outside the 70x52 image")),
+    Case("mix-box-unit-range", mix_with("--box 0.1,0.1,0.5,0.5", texture="{photo}"), 2, ("{photo}", "0-1 units")),
+    Case("mix-box-negative", mix_with("--box -5,0,10,10", texture="{photo}"), 2, ("{photo}", "negative coordinate")),
+    Case("mix-box-outside", mix_with("--box 60,40,30,30", texture="{photo}"), 2,
+         ("{photo}", "outside the 70x52 image")),
     # ---- mix: bundles, backends, outputs
-    Case("mix-bundle-missing-graph", "mix {bundle_no_graph} --out {out}/mix.png", 2,
+    Case("mix-bundle-missing-graph", mix_with(bundle="bundle_no_graph"), 2,
          ("{bundle_no_graph}/enc_c.onnx", "missing")),
-    Case("mix-bundle-tampered-graph", "mix {bundle_tampered} --out {out}/mix.png", 2,
+    Case("mix-bundle-tampered-graph", mix_with(bundle="bundle_tampered"), 2,
          ("{bundle_tampered}/g_child.onnx", "sha256 mismatch")),
-    Case("mix-bundle-future-format", "mix {bundle_future} --out {out}/mix.png", 2,
+    Case("mix-bundle-future-format", mix_with(bundle="bundle_future"), 2,
          ("{bundle_future}/manifest.json", "bundle format 99 is newer")),
-    Case("mix-bundle-is-a-file", "mix {bundle_as_file} --out {out}/mix.png", 2, ("{bundle_as_file}", "not a file")),
-    Case("mix-bundle-missing", "mix {bundle_missing} --out {out}/mix.png", 2, ("{bundle_missing}", "not found")),
-    Case("mix-engine-for-another-gpu", "mix {bundle_foreign_engine} --backend tensorrt --out {out}/mix.png", 2,
+    Case("mix-bundle-is-a-file", mix_with(bundle="bundle_as_file"), 2, ("{bundle_as_file}", "not a file")),
+    Case("mix-bundle-missing", mix_with(bundle="bundle_missing"), 2, ("{bundle_missing}", "not found")),
+    Case("mix-engine-for-another-gpu", mix_with("--backend tensorrt", bundle="bundle_foreign_engine"), 2,
          ("backend tensorrt cannot run here",)),
-    Case("mix-engine-for-another-gpu-auto", "mix {bundle_foreign_engine} --verbose --out {out}/mix.png", 0,
+    Case("mix-engine-for-another-gpu-auto", mix_with("--verbose", bundle="bundle_foreign_engine"), 0,
          ("not used: tensorrt",), leaves="anything"),
-    Case("mix-out-unwritable", "mix {bundle} --out /proc/mnm-hardening/mix.png", 2,
+    Case("mix-out-unwritable", mix_with(out="/proc/mnm-hardening/mix.png"), 2,
          ("/proc/mnm-hardening/mix.png", "cannot write")),
-    Case("mix-out-is-a-folder", "mix {bundle} --out {folder_png}", 2, ("{folder_png}", "cannot write")),
+    Case("mix-out-is-a-folder", mix_with(out="{folder_png}"), 2, ("{folder_png}", "cannot write")),
     # ---- animate
     Case("animate-video-unopenable", ANIMATE + " --source {video_junk}", 2, ("{video_junk}", "cannot open as a video")),
     Case("animate-video-zero-frames", ANIMATE + " --source {video_empty}", 2, ("{video_empty}", "no frames")),
     Case("animate-video-ends-mid-frame", ANIMATE + " --source {video_cut}", 2,
-         ("{video_cut}", "cut short", "stopped after", "of about 30 frames", "kept the"), leaves="gif-kept"),
+         ("{video_cut}", "cut short", "stopped after", "of 30 frames", "kept the"), leaves="gif-kept"),
     Case("animate-source-missing", ANIMATE + " --source {missing_png}", 2, ("{missing_png}", "no such video")),
     Case("animate-source-empty-folder", ANIMATE + " --source {folder_png}", 2, ("{folder_png}", "no frames")),
     Case("animate-static-truncated", "animate {bundle} --image {truncated_png} --source {video_ok} "

@@ -205,7 +205,8 @@ FULL = "File too large"
 DISK_FULL = [
     # (id, command line, file-size limit in bytes, the output the error names, the problem it states,
     #  files the command rewrites before the failing write)
-    ("mix", "mix {bundle} --texture {photo} --out {out}/mix.png", 300, "mix.png", FULL, ()),
+    ("mix", "mix {bundle} --background random --pose random --shape random --texture {photo} --out {out}/mix.png",
+     300, "mix.png", FULL, ()),
     ("mix-batch", "mix {bundle} --batch {plan} --out {out}/batch", 300, "batch/00002.png", FULL, ()),
     ("animate-gif", ANIMATE + "anim.gif", 300, "anim.gif", FULL, ()),
     # OpenCV's writer hides the errno: the frames missing from the file tell

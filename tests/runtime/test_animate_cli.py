@@ -15,7 +15,7 @@ from mnm.imaging import load_image
 from mnm.runtime import window
 from mnm.runtime.pipeline import Pipeline
 from tests.runtime.conftest import TINY
-from tests.runtime.test_video import gif_frames, read_video, write_frame_folder, write_video
+from tests.runtime.test_video import damage_the_middle, gif_frames, read_video, write_frame_folder, write_video
 from tests.util import run_cli
 
 S = TINY.image_size
@@ -122,6 +122,27 @@ def test_source_failing_mid_stream_keeps_the_frames_produced(tiny_bundle, photos
     assert gif_frames(out)[0] == 3
     assert "frames in 3, out 3, dropped 0" in result.stdout
     assert json.loads(stats.read_text())["stopped"] == "source error"
+
+
+def test_a_damaged_video_fails_unless_allowed_and_says_how_short_it_was(tiny_bundle, photos, tmp_path):
+    """Issue 26 item 14: the middle of an MP4 damaged. Reading stops early; the run says frames read
+    against frames expected and why, exits 2 (keeping the frames), and exits 0 with --allow-short."""
+    clip = damage_the_middle(write_video(tmp_path / "clip.mp4", 24))
+    out, stats = tmp_path / "out.gif", tmp_path / "stats.json"
+    result = animate(tiny_bundle, photos[0], clip, out, "--json", stats)
+    assert result.returncode == 2, result.stderr
+    line = error_line(result)
+    read = int(line.split("reading stopped after ")[1].split()[0])
+    assert 0 < read < 24 and f"stopped after {read} of 24 frames" in line and "could not be decoded" in line
+    assert line.endswith(f"kept the {read} frames produced in {out}") and gif_frames(out)[0] == read
+    report = json.loads(stats.read_text())
+    assert (report["stopped"], report["frames_in"], report["frames_expected"]) == ("source error", read, 24)
+
+    allowed = animate(tiny_bundle, photos[0], clip, tmp_path / "allowed.gif", "--allow-short")
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"note: {clip}: a frame could not be decoded" in allowed.stderr
+    assert f"stopped after {read} of 24 frames (allowed by --allow-short)" in allowed.stderr
+    assert f"wrote {tmp_path / 'allowed.gif'} ({read} frames" in allowed.stdout
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from mnm.runtime.backends import create, probe
 from mnm.runtime.bundle import Bundle
 from tests.bundle_edits import add_engine
 from tests.runtime import stand_in_gpu
-from tests.util import run_cli
+from tests.util import RANDOM_FACTORS, run_cli
 
 NO_TENSORRT = importlib.util.find_spec("tensorrt") is None
 NO_ORT_GPU = "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers()
@@ -102,11 +102,11 @@ def test_info_without_a_bundle_or_backends_is_one_line(tmp_path):
 @needs_plain_install
 def test_mix_says_in_one_line_which_backend_runs_and_why_not_the_others_only_when_asked(tiny_bundle, tmp_path):
     out = tmp_path / "mix.png"
-    quiet = run_cli("mix", tiny_bundle, "--threads", "1", "--out", out, block_torch=True)
+    quiet = run_cli("mix", tiny_bundle, *RANDOM_FACTORS, "--threads", "1", "--out", out, block_torch=True)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr.strip().splitlines() == [
         "backend: ort-cpu (onnxruntime, fp32, 1 thread), picked by --backend auto"]
-    loud = run_cli("mix", tiny_bundle, "--threads", "1", "--verbose", "--out", out, block_torch=True)
+    loud = run_cli("mix", tiny_bundle, *RANDOM_FACTORS, "--threads", "1", "--verbose", "--out", out, block_torch=True)
     lines = loud.stderr.strip().splitlines()
     assert lines[0].startswith("backend: ort-cpu") and len(lines) == 4
     assert [line.split(":")[1].strip() for line in lines[1:]] == ["tensorrt", "ort-trt", "ort-cuda"]

@@ -12,7 +12,7 @@ from mnm.runtime.backends.tensorrt import choose_engines, engine_problem
 from mnm.runtime.bundle import Bundle
 from tests.bundle_edits import add_engine, edit_manifest
 from tests.runtime.conftest import TINY
-from tests.util import run_cli
+from tests.util import RANDOM_FACTORS, run_cli
 
 H200 = {"tensorrt_version": "10.5.0", "gpu_name": "NVIDIA H200", "compute_capability": "9.0"}
 
@@ -52,7 +52,7 @@ def test_a_tampered_graph_is_named(bundle_copy):
     info = run_cli("info", bundle_copy, block_torch=True)
     one_line_error(info, "g_child.onnx", "sha256 mismatch")
     assert "SHA256 MISMATCH" in info.stdout and "7 checked" not in info.stdout
-    mix = run_cli("mix", bundle_copy, "--out", bundle_copy / "x.png", block_torch=True)
+    mix = run_cli("mix", bundle_copy, *RANDOM_FACTORS, "--out", bundle_copy / "x.png", block_torch=True)
     one_line_error(mix, "g_child.onnx", "re-export")
 
 
@@ -65,7 +65,7 @@ def test_a_missing_file_is_named(bundle_copy):
 
 def test_a_newer_format_version_is_refused(bundle_copy):
     edit_manifest(bundle_copy, lambda m: m.update(format_version=2))
-    result = run_cli("mix", bundle_copy, "--out", bundle_copy / "x.png", block_torch=True)
+    result = run_cli("mix", bundle_copy, *RANDOM_FACTORS, "--out", bundle_copy / "x.png", block_torch=True)
     one_line_error(result, "manifest.json", "bundle format 2 is newer")
 
 
@@ -135,7 +135,8 @@ def test_auto_picks_ort_cpu_here_and_says_why_not_the_others(tiny_bundle):
 def test_an_explicit_backend_that_cannot_run_here_is_an_error_not_a_fallback(tiny_bundle, tmp_path, name):
     with pytest.raises(MnmError, match=f"backend {name} cannot run here"):
         create(Bundle.open(tiny_bundle), name)
-    result = run_cli("mix", tiny_bundle, "--backend", name, "--out", tmp_path / "x.png", block_torch=True)
+    result = run_cli("mix", tiny_bundle, *RANDOM_FACTORS, "--backend", name, "--out", tmp_path / "x.png",
+                     block_torch=True)
     one_line_error(result, f"backend {name} cannot run here")
     assert not (tmp_path / "x.png").exists()
 
@@ -160,3 +161,31 @@ def test_info_without_torch_describes_every_graph(tiny_bundle):
         k: v["macs_per_image"] for k, v in manifest["graphs"].items()
     }
     assert "backends" not in report and all(not f["problem"] for f in report["files"])  # --backends tests them
+
+
+def test_auto_on_a_gpu_takes_fp16_only_when_the_fp16_graphs_passed_their_gate(bundle_copy):
+    """Issue 26 item 12: TensorRT's auto took fp16 engines whenever they were there, while the help
+    said INT8, else fp32. Now auto on a GPU is fp16 only if the fp16 graphs passed the quality gate
+    (the export's fp16 record), else fp32; --precision fp16 still takes them; mnm info says which."""
+    edit_manifest(bundle_copy, lambda m: m.update(graphs_fp16={n: {**e, "precision": "fp16"}
+                                                               for n, e in m["graphs"].items()}))
+    for graph in Bundle.open(bundle_copy).graphs:
+        for precision in ("fp32", "fp16"):
+            add_engine(bundle_copy, graph, H200, precision=precision)
+
+    def engines(precision="auto") -> set[str]:
+        return {e.precision for e in choose_engines(Bundle.open(bundle_copy), H200, precision).values()}
+
+    bundle = Bundle.open(bundle_copy)
+    assert bundle.fp16_choice == (False, "its fp16 graphs were exported without the quality gate (re-export with "
+                                         "--fp16)")
+    assert engines() == {"fp32"} and engines("fp16") == {"fp16"}
+    record = {"gate": {"min_psnr_db": 30.0, "max_abs_diff": 64}, "combined": {"psnr_db": 21.5, "max_abs_diff": 90}}
+    edit_manifest(bundle_copy, lambda m: m.update(fp16={**record, "passed": False}))
+    assert engines() == {"fp32"}
+    assert "failed the quality gate (PSNR 21.5 dB, max diff 90 against fp32)" in Bundle.open(bundle_copy).fp16_choice[1]
+    edit_manifest(bundle_copy, lambda m: m["fp16"].update(passed=True, combined={"psnr_db": 44.0, "max_abs_diff": 9}))
+    assert engines() == {"fp16"}
+    info = run_cli("info", bundle_copy, block_torch=True)
+    assert ("--precision auto on a GPU: fp16 (its fp16 graphs passed the quality gate (PSNR 44.0 dB, max diff 9 "
+            "against fp32))") in info.stdout

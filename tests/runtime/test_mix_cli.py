@@ -9,8 +9,8 @@ import pytest
 from mnm.errors import MnmError
 from mnm.imaging import load_image
 from mnm.runtime.pipeline import Pipeline
-from mnm.runtime.requests import BoxTable, parse_factor, read_plan, split_specs
-from tests.util import run_cli, run_python
+from mnm.runtime.requests import FACTORS, BoxTable, parse_factor, read_plan, split_specs
+from tests.util import RANDOM_FACTORS, run_cli, run_python
 
 
 def mix_cli(bundle, *args):
@@ -57,7 +57,7 @@ def test_a_plan_runs_into_a_folder_and_a_rerun_skips_finished_files(tiny_bundle,
     plan.write_text(
         "background,pose,shape,texture,out\n"
         f"{photos[0]},{photos[1]},code:0,{photos[2]},first.png\n"
-        f"seed:3,random,,random,\n"
+        f"seed:3,random,random,random,\n"
         f"code:1,seed:2,{photos[3]},{photos[4]},third.jpg\n"
     )
     folder = tmp_path / "out"
@@ -83,7 +83,7 @@ def test_a_plan_runs_into_a_folder_and_a_rerun_skips_finished_files(tiny_bundle,
 
 def test_a_bad_plan_row_is_named_before_anything_is_written(tiny_bundle, photos, tmp_path):
     plan = tmp_path / "plan.csv"
-    plan.write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},,{photos[2]}\nrandom,code:3,,random\n")
+    plan.write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},code:0,{photos[2]}\nrandom,code:3,random,random\n")
     result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"error: {plan}:3: pose" in result.stderr and "no category code" in result.stderr
@@ -104,14 +104,15 @@ def test_a_bad_plan_row_is_named_before_anything_is_written(tiny_bundle, photos,
 )
 def test_cli_mistakes_are_one_line(tiny_bundle, photos, tmp_path, args, message):
     args = [str(photos[int(a[-1])]) if a.startswith("PHOTO") else a for a in args]
-    result = mix_cli(tiny_bundle, *args, "--out", tmp_path / "x.png")
+    rest = [arg for kind in FACTORS if f"--{kind}" not in args for arg in (f"--{kind}", "random")]
+    result = mix_cli(tiny_bundle, *args, *rest, "--out", tmp_path / "x.png")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert message in result.stderr
     assert not (tmp_path / "x.png").exists()
 
 
 def test_out_needs_an_image_extension(tiny_bundle, tmp_path):
-    result = mix_cli(tiny_bundle, "--out", tmp_path / "x.txt")
+    result = mix_cli(tiny_bundle, *RANDOM_FACTORS, "--out", tmp_path / "x.txt")
     assert result.returncode == 2 and "--out needs an image extension" in result.stderr
 
 
@@ -180,16 +181,20 @@ def test_a_folder_or_a_quoted_pattern_gives_a_list_and_a_shell_expanded_one_says
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "unexpected argument(s)" in result.stderr and "--texture a.png --texture b.png" in result.stderr
     assert "quote a pattern (--texture 'refs/*.png')" in result.stderr
-    result = mix_cli(tiny_bundle, "--texture", tmp_path / "none*.png", "--out", tmp_path / "x.png")
+    result = mix_cli(tiny_bundle, "--background", "random", "--pose", "random", "--shape", "random",
+                     "--texture", tmp_path / "none*.png", "--out", tmp_path / "x.png")
     assert result.returncode == 2 and "none*.png: no file matches the pattern" in result.stderr
 
 
 @pytest.mark.parametrize(
     ("command", "args", "message"),
     [
-        ("mix", ["--texture", "missing.png", "--out", "OUT/x.png"], "missing.png: reference image not found"),
-        ("mix", ["--shape", "seed:x", "--out", "OUT/x.png"], "seed:x: reference image not found"),
-        ("mix", ["--out", "OUT/x.txt"], "--out needs an image extension"),
+        ("mix", [*RANDOM_FACTORS[:6], "--texture", "missing.png", "--out", "OUT/x.png"],
+         "missing.png: reference image not found"),
+        ("mix", [*RANDOM_FACTORS[:4], "--shape", "seed:x", "--texture", "random", "--out", "OUT/x.png"],
+         "seed:x: reference image not found"),
+        ("mix", [*RANDOM_FACTORS, "--out", "OUT/x.txt"], "--out needs an image extension"),
+        ("mix", ["--background", "random", "--out", "OUT/x.png"], "missing --pose, --shape, --texture"),
         ("mix", ["--batch", "OUT/plan.csv", "--out", "OUT/rows"], "plan.csv:3: pose"),
         ("animate", ["--image", "missing.png", "--source", "PHOTOS", "--out", "OUT/a.gif"], "missing.png"),
         ("animate", ["--image", "PHOTO0", "--source", "OUT/clip.mp4", "--out", "OUT/a.gif"], "no such video file"),
@@ -199,11 +204,62 @@ def test_a_folder_or_a_quoted_pattern_gives_a_list_and_a_shell_expanded_one_says
 )
 def test_inputs_are_checked_before_the_bundle_is_opened(photos, tmp_path, command, args, message):
     """The bundle named here does not exist: the error must be about the input, found first."""
-    (tmp_path / "plan.csv").write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},,{photos[2]}\n"
-                                       "random,code:3,,random\n")
+    (tmp_path / "plan.csv").write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},random,{photos[2]}\n"
+                                       "random,code:3,random,random\n")
     subs = {"OUT": str(tmp_path), "PHOTOS": str(photos[0].parent), "PHOTO0": str(photos[0])}
     args = [subs.get(a, a) if not a.startswith("OUT/") else f"{tmp_path}/{a[4:]}" for a in args]
     result = run_cli(command, tmp_path / "no-bundle", *args, block_torch=True)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "no-bundle" not in result.stderr, result.stderr
     assert "backend:" not in result.stderr  # nothing about a backend: the bundle was never opened
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--background", "random", "--pose", "random", "--shape", "random"], "missing --texture:"),
+        (["--background", "PHOTO0", "--pose", "PHOTO1", "--texture", "PHOTO2"], "missing --shape:"),
+        (["--pose", "PHOTO1", "--mode", "feature"], "missing --background, --texture:"),
+        ([], "missing --background, --pose, --shape, --texture:"),
+    ],
+)
+def test_an_omitted_factor_is_refused_not_made_random(tiny_bundle, photos, tmp_path, args, message):
+    """A forgotten factor is one line and exit 2, before the bundle is opened; random is asked for by name."""
+    args = [str(photos[int(a[-1])]) if a.startswith("PHOTO") else a for a in args]
+    result = mix_cli(tiny_bundle, *args, "--out", tmp_path / "x.png")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and "random, code:K or seed:N" in result.stderr
+    assert "backend:" not in result.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_feature_mode_alone_may_leave_the_shape_out(tiny_bundle, photos, tmp_path):
+    out = tmp_path / "feature.png"
+    result = mix_cli(tiny_bundle, "--mode", "feature", "--background", photos[0], "--pose", photos[1],
+                     "--texture", "code:1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    expected = Pipeline(tiny_bundle).mix(photos[0], photos[1], None, "code:1", mode="feature")
+    np.testing.assert_array_equal(load_image(out), expected)
+
+
+def test_a_plan_row_with_an_empty_factor_is_refused(tiny_bundle, photos, tmp_path):
+    plan = tmp_path / "plan.csv"
+    plan.write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},code:0,{photos[2]}\nrandom,seed:1,,random\n")
+    result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "rows")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{plan}:3: missing shape:" in result.stderr
+    assert not (tmp_path / "rows").exists()
+
+
+def test_the_output_line_says_which_factors_took_several_values(tiny_bundle, photos, tmp_path):
+    """Issue 26 item 15: a folder is a documented grid; the line names each factor that varied, how
+    many values it took and the folder or pattern they came from."""
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for i in (2, 3, 4):
+        (refs / f"t{i}.png").write_bytes(photos[i].read_bytes())
+    out = tmp_path / "grid.png"
+    result = mix_cli(tiny_bundle, "--background", f"{photos[0]},{photos[1]}", "--pose", photos[1], "--shape", "code:0",
+                     "--texture", refs, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"wrote {out} (2 x 3 grid, 6 images): --background took 2 values, "
+                                     f"--texture took 3 values (from {refs})")

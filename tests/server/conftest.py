@@ -119,6 +119,10 @@ def refs(tmp_path_factory) -> list[Path]:
     return [photo(folder / f"ref{i}.png", seed=300 + i) for i in range(8)]
 
 
+RANDOM = {"background": "random", "pose": "random", "shape": "random", "texture": "random"}
+"""Form fields naming every factor random: /v1/mix and /v1/grid refuse a factor left out."""
+
+
 def png(image) -> bytes:
     return encode_image(image, "PNG")
 

@@ -11,7 +11,7 @@ import pytest
 
 from mnm.imaging import encode_image, to_uint8
 from mnm.runtime.requests import Factor
-from tests.server.conftest import metric, png, upload
+from tests.server.conftest import RANDOM, metric, png, upload
 from tests.util import run_cli
 
 
@@ -38,7 +38,7 @@ def server_bundle(server) -> str:
 def test_mix_json_gives_codes_and_labels(server, library, refs):
     """The JSON form (base64 images) with Accept: application/json: the image and the codes used."""
     body = {"background": {"image": base64.b64encode(refs[3].read_bytes()).decode(), "filename": refs[3].name},
-            "pose": "seed:4", "texture": "code:5", "seed": 11}
+            "pose": "seed:4", "shape": "random", "texture": "code:5", "seed": 11}
     response = httpx.post(server.url + "/v1/mix", json=body, headers={"Accept": "application/json"}, timeout=60)
     assert response.status_code == 200, response.text
     data = response.json()
@@ -53,8 +53,8 @@ def test_mix_json_gives_codes_and_labels(server, library, refs):
 
 @pytest.mark.parametrize(("fmt", "media"), [("jpeg", "image/jpeg"), ("webp", "image/webp")])
 def test_mix_other_formats(server, library, fmt, media):
-    response = httpx.post(server.url + "/v1/mix", data={"background": "code:1", "pose": "seed:2", "format": fmt},
-                          timeout=60)
+    response = httpx.post(server.url + "/v1/mix", timeout=60,
+                          data={**RANDOM, "background": "code:1", "pose": "seed:2", "format": fmt})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == media
     image = library.mix(background="code:1", pose="seed:2", seed=0)
@@ -64,7 +64,8 @@ def test_mix_other_formats(server, library, fmt, media):
 def test_feature_mode_same_upload_for_shape_and_pose(server, library, refs):
     """Feature mode takes shape and pose from one image: the same file twice is that one image."""
     files = [("pose", upload(refs[4])), ("shape", upload(refs[4])), ("background", upload(refs[5]))]
-    response = httpx.post(server.url + "/v1/mix", files=files, data={"mode": "feature"}, timeout=60)
+    response = httpx.post(server.url + "/v1/mix", files=files, data={"mode": "feature", "texture": "random"},
+                          timeout=60)
     assert response.status_code == 200, response.text
     expected = library.mix(background=str(refs[5]), pose=str(refs[4]), shape=str(refs[4]), mode="feature", seed=0)
     assert response.content == png(expected)
@@ -74,7 +75,8 @@ def test_grid_form_equals_library(server, library, refs):
     """Repeated fields make the grid; labels come from the uploaded file names, as on the CLI."""
     files = [("background", upload(refs[0])), ("background", upload(refs[1])),
              ("texture", upload(refs[2])), ("texture", upload(refs[3])), ("texture", upload(refs[4]))]
-    response = httpx.post(server.url + "/v1/grid", files=files, data={"pose": "seed:1", "seed": "3"}, timeout=60)
+    response = httpx.post(server.url + "/v1/grid", files=files, data={"pose": "seed:1", "shape": "random", "seed": "3"},
+                          timeout=60)
     assert response.status_code == 200, response.text
     grid = library.grid(background=[str(refs[0]), str(refs[1])], pose=["seed:1"],
                         texture=[str(refs[2]), str(refs[3]), str(refs[4])], seed=3)
@@ -82,7 +84,8 @@ def test_grid_form_equals_library(server, library, refs):
 
 
 def test_grid_json_cells(server, library):
-    body = {"background": ["code:1", "code:2"], "texture": ["code:3", "code:4"], "pose": ["seed:5"], "seed": 2}
+    body = {"background": ["code:1", "code:2"], "texture": ["code:3", "code:4"], "pose": ["seed:5"],
+            "shape": ["random"], "seed": 2}
     response = httpx.post(server.url + "/v1/grid", json=body, headers={"Accept": "application/json"}, timeout=60)
     assert response.status_code == 200, response.text
     data = response.json()
@@ -143,6 +146,7 @@ def test_cache_hits_show_in_metrics(server, refs):
     """The same reference twice: the second request's encodings come from the cache."""
     before = metric(server.metrics(), "mnm_cache_hits_total", cache="codes")
     for _ in range(2):
-        response = httpx.post(server.url + "/v1/mix", files=[("texture", upload(refs[7]))], timeout=60)
+        response = httpx.post(server.url + "/v1/mix", files=[("texture", upload(refs[7]))],
+                              data={"background": "random", "pose": "random", "shape": "random"}, timeout=60)
         assert response.status_code == 200
     assert metric(server.metrics(), "mnm_cache_hits_total", cache="codes") >= before + 1

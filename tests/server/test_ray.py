@@ -45,7 +45,7 @@ def test_ray_serve_mix_equals_library(demo, library, refs):
         wait_for_ray(server)
         url = f"http://127.0.0.1:{port}"
         files = [("background", upload(refs[0])), ("pose", upload(refs[1])), ("texture", upload(refs[2]))]
-        response = httpx.post(url + "/v1/mix", files=files, data={"seed": "4"}, timeout=120)
+        response = httpx.post(url + "/v1/mix", files=files, data={"shape": "random", "seed": "4"}, timeout=120)
         assert response.status_code == 200, response.text
         assert response.content == png(library.mix(background=str(refs[0]), pose=str(refs[1]),
                                                    texture=str(refs[2]), seed=4))

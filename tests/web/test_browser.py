@@ -35,7 +35,7 @@ def test_a_text_file_named_png_shows_the_servers_message_and_the_next_upload_wor
     bad = tmp_path / "notes.png"
     bad.write_text("these are my notes, not a picture\n")
     answer = httpx.post(server.url + "/v1/mix", files={"texture": (bad.name, bad.read_bytes(), "image/png")},
-                        timeout=60)
+                        data={"background": "random", "pose": "random", "shape": "random"}, timeout=60)
     assert answer.status_code == 422
     message = answer.json()["error"]
     page.wait_mix("texture: random")
