@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
+from mnm.cli.demo import note_demo_model
 from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, open_pipeline, precision_option
 from mnm.errors import MnmError
 
@@ -82,6 +83,7 @@ def mix(
         _run_plan(pipe, batch, rows, mixes, out, mode, seed, stitch)
         return
     _check_image_suffix(out)
+    note_demo_model(bundle, [spec for values in lists.values() for spec in values])
     for kind in ("background", "pose", "texture"):
         lists[kind] = lists[kind] or ["random"]
     factors = {k: [parse_factor(v, k, table) for v in values] for k, values in lists.items()}
