@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnm.runtime.grid import LABEL_H, MIN_CELL, PAD, TITLE_H, Axis, compose
+from tests.util import find_tile
 
 
 def _cells(n: int, side: int) -> list[np.ndarray]:
@@ -49,15 +50,6 @@ def test_columns_without_thumbnails_get_a_header_line_not_tiles():
     assert (header[PAD:first_cell_y] < 128).any()  # the column labels are drawn above the cells
 
 
-def _found(canvas: np.ndarray, tile: np.ndarray) -> list[tuple[int, int]]:
-    """Where ``tile`` appears in ``canvas`` pixel for pixel (top-left corners)."""
-    import cv2
-
-    diff = cv2.matchTemplate(canvas.astype(np.float32), tile.astype(np.float32), cv2.TM_SQDIFF)
-    ys, xs = np.nonzero(diff < 0.5)
-    return list(zip(ys.tolist(), xs.tolist(), strict=True))
-
-
 def test_fixed_factors_are_drawn_above_the_grid_with_their_names():
     rng = np.random.default_rng(0)
     cells = _cells(2, 32)
@@ -66,7 +58,7 @@ def test_fixed_factors_are_drawn_above_the_grid_with_their_names():
     plain = compose(cells, rows=[], cols=Axis("texture", [texture, texture], ["t1", "t2"]))
     canvas = compose(cells, rows=[], cols=Axis("texture", [texture, texture], ["t1", "t2"]), fixed=fixed)
     big = np.repeat(np.repeat(pose, 3, axis=0), 3, axis=1)  # nearest-neighbour x3, as the cells
-    [(y, x)] = _found(canvas, big)
+    [(y, x)] = find_tile(canvas, big)
     first_cell_y = _cell_origins(canvas, cells)[0][0]
     assert (y, x) == (PAD + TITLE_H, PAD) and y + MIN_CELL < first_cell_y  # the fixed band comes first
     assert canvas.shape[0] - plain.shape[0] == TITLE_H + MIN_CELL + 2 * LABEL_H + PAD
