@@ -7,7 +7,7 @@ changes holds, no ``.venv``, no build outputs). Each command (a line; a trailing
 the next) runs with ``bash -c`` in the copy and must exit 0. What cannot be pasted literally:
 
 - ``mnm serve`` runs until stopped: it is started on a free port in place of the README's, the URL
-  named in its comment must answer with the web page, then Ctrl-C (SIGINT) must end it with 0;
+  named in its comment must answer with the web page, then Ctrl-C (SIGINT) must stop it cleanly;
 - the published models are files the user downloads: stand-ins in the published format (the
   authors' tensor names and order, reduced widths, ``torch.save`` pickles) are put where the
   README says to put them;
@@ -76,6 +76,7 @@ def user_env() -> dict[str, str]:
     here = {str(ROOT / ".venv" / "bin"), *([str(Path(venv) / "bin")] if venv else [])}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "/usr/bin:/bin").split(os.pathsep) if p not in here)
     env["MNM_NO_PROGRESS"] = "1"  # the log stays readable; bars are on stderr either way
+    env["PIP_NO_COMPILE"] = "1"  # pip skips byte-compiling torch's files: the same install, a minute sooner
     return env
 
 
@@ -105,8 +106,9 @@ def serve(command: str, cwd: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             output = server.communicate()[0]
-    assert server.returncode == 0, (f"README walk: `{command}` ended with {server.returncode} on Ctrl-C\n"
-                                    f"{output[-3000:]}")
+    # Ctrl-C: a clean stop exits 130 (128 + SIGINT, the shell's convention) and says so, no traceback.
+    assert server.returncode in (0, 128 + signal.SIGINT) and "Traceback" not in output, (
+        f"README walk: `{command}` ended with {server.returncode} on Ctrl-C\n{output[-3000:]}")
 
 
 def free_port() -> int:
