@@ -110,7 +110,8 @@ def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> De
     files["clip"] = _write_clip(out / "clip", clip)
     report = _animate(pipeline, refs[0].image, files["clip"], out / "animation.gif")
     files["animation"] = out / "animation.gif"
-    summary = [model_note(), f"backend: {pipeline.backend.description}"]
+    summary = [model_note()] if bundle is None or is_demo_bundle(bundle) else []
+    summary.append(f"backend: {pipeline.backend.description}")
     summary += [f"{name}: {path}" for name, path in files.items()]
     summary.append("animation: " + "; ".join(report.summary_lines()))
     return DemoResult(files, summary)
