@@ -2,7 +2,9 @@
 
 It renders its references with the synthetic-scene generator the demo model was trained on (same
 seed and families; images from the held-out test split), so nothing has to be downloaded or shipped
-besides the bundle. torch is never imported.
+besides the bundle. torch is never imported. The same eight references are shipped as files
+(``examples/inputs``, the web page's gallery); the demo model only knows their world, and
+``foreign_images`` says which inputs are not from it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import cv2
 import numpy as np
 
 DEMO_DIR = Path(__file__).parent / "assets" / "demo"
+KNOWN_INPUTS = DEMO_DIR / "inputs.sha256"
+"""sha256 of every image shipped as the demo model's own (``examples/inputs``, the gallery), ``sha256sum`` format."""
 CLIP_FRAMES = 36
 FRAME_SIDE = 96
+IMPORT_COMMAND = "mnm import mixnmatch --generator G.pth --encoders E.pth --extractor EX.pth --out models/cub"
 
 
 @dataclass
@@ -30,6 +35,32 @@ def demo_info() -> dict:
 
     return read_json_object(DEMO_DIR / "demo.json", "demo model record",
                             missing="the demo model is missing from this installation")
+
+
+def model_note() -> str:
+    """One line on what the demo model is, for wherever a user meets it."""
+    from mnm.config import PRESETS
+
+    info = demo_info()
+    size = PRESETS[info["preset"]].image_size
+    return (f"the demo model is a {size}-pixel MixNMatch trained on {info['images']} synthetic cartoon birds; "
+            f"for photos import the published models: {IMPORT_COMMAND}")
+
+
+def is_demo_bundle(bundle: Path) -> bool:
+    """Whether ``bundle`` is the demo bundle or a copy of it (the same manifest, which pins every graph's sha256)."""
+    try:
+        return (Path(bundle) / "manifest.json").read_bytes() == (DEMO_DIR / "bundle" / "manifest.json").read_bytes()
+    except OSError:
+        return False
+
+
+def foreign_images(paths) -> list[Path]:
+    """The image files among ``paths`` that are not shipped demo inputs (by sha256: ``KNOWN_INPUTS``)."""
+    import hashlib
+
+    known = {line.split()[0] for line in KNOWN_INPUTS.read_text().splitlines() if line.strip()}
+    return [Path(p) for p in paths if hashlib.sha256(Path(p).read_bytes()).hexdigest() not in known]
 
 
 def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> DemoResult:
@@ -65,25 +96,56 @@ def run_demo(out: Path, bundle: Path | None = None, backend: str = "auto") -> De
             shape = ref_b.image if mode == "code" else None
             cells.append(pipeline.mix(background=ref_a.image, pose=ref_b.image, shape=shape,
                                       texture=ref_a.image, mode=mode))
+    heads = [grid_layout.Axis(factor, [pair[side].image for pair in pairs], [pair[side].name for pair in pairs])
+             for factor, side in (("background", 0), ("texture", 0), ("pose", 1), ("shape", 1))]
     image = grid_layout.compose(
-        cells,
-        rows=[grid_layout.Axis("A: bg+texture", [r.image for r, _ in pairs], [r.label for r, _ in pairs]),
-              grid_layout.Axis("B: shape+pose", [r.image for _, r in pairs], [r.label for _, r in pairs])],
-        cols=grid_layout.Axis("mode", [None, None], ["code mode", "feature mode"]),
-        caption="background and texture from A; shape and pose from B",
+        cells, rows=heads, cols=grid_layout.Axis("mode", [None, None], ["code mode", "feature mode"]),
+        caption="code mode: the shape's code from the shape image; feature mode: shape and pose from S(pose image)",
     )
     files["code_vs_feature"] = out / "code_vs_feature.png"
     save_image(files["code_vs_feature"], image)
 
-    # img2gif: a synthetic clip of one bird turning, animating the static image A.
+    # img2gif: a synthetic clip of one bird turning, animating the still image A.
     clip = _clip(spec, refs[4])
     files["clip"] = _write_clip(out / "clip", clip)
     report = _animate(pipeline, refs[0].image, files["clip"], out / "animation.gif")
     files["animation"] = out / "animation.gif"
-    summary = [f"backend: {pipeline.backend.description}"]
+    summary = [model_note()] if bundle is None or is_demo_bundle(bundle) else []
+    summary.append(f"backend: {pipeline.backend.description}")
     summary += [f"{name}: {path}" for name, path in files.items()]
     summary.append("animation: " + "; ".join(report.summary_lines()))
     return DemoResult(files, summary)
+
+
+EXAMPLES_README = """# Example inputs
+
+Made by this project: the eight references of `mnm demo` (held-out scenes of the synthetic birds
+the demo model was trained on, named by what they show: bird pattern, then background) and
+`clip.mp4`, one of them turning (36 frames, 12 fps). Written by `scripts/make_example_inputs.py`
+with mnm's synthetic-bird generator. Licence: MIT, as the rest of mnm.
+"""
+
+
+def write_examples(folder: Path) -> list[Path]:
+    """The shipped example inputs: the eight ``mnm demo`` references as ``NAME.png`` (named by what
+    they show) and ``clip.mp4``, the demo's clip of one bird turning. ``scripts/make_example_inputs.py``
+    writes them into ``examples/inputs`` once; a test checks the shipped files are what this writes."""
+    from mnm.atomic import atomic_dir
+    from mnm.imaging import save_image
+    from mnm.runtime.video import Mp4Sink
+    from mnm.training.synthetic import SynthSpec, render_scene
+
+    spec = SynthSpec.from_dict(demo_info()["data"], source=str(DEMO_DIR / "demo.json"))
+    refs = _references(spec, render_scene)
+    with atomic_dir(folder) as tmp:
+        for ref in refs:
+            save_image(tmp / f"{ref.name}.png", ref.image)
+        sink = Mp4Sink(tmp / "clip.mp4", fps=12.0)
+        for frame in _clip(spec, refs[4]):
+            sink.write(frame)
+        sink.close()
+        (tmp / "README.md").write_text(EXAMPLES_README)
+    return [folder / f"{ref.name}.png" for ref in refs] + [folder / "clip.mp4"]
 
 
 def write_gallery(folder: Path) -> list[dict]:
@@ -102,36 +164,44 @@ def write_gallery(folder: Path) -> list[dict]:
     entries = []
     with atomic_dir(folder) as tmp:
         for ref in _references(spec, render_scene):
-            number = ref.label.split()[0].lstrip("#")
-            name = f"demo{number}.png"
+            name = f"demo{ref.index + 1}.png"
             save_image(tmp / name, ref.image)
-            entries.append({"file": name, "label": f"demo image {number}: {_describe(spec, ref.factors)}"})
+            entries.append({"file": name, "label": f"demo image {ref.index + 1}: {_describe(spec, ref.factors)}"})
         (tmp / "gallery.json").write_text(json.dumps({"images": entries}, indent=1) + "\n")
     return entries
 
 
-def _describe(spec, factors) -> str:
-    """Words for a scene (the page's alt text): the bird's pattern and the background's."""
+PATTERN_WORDS = {"solid": "plain", "stripes": "striped", "spots": "spotted", "gradient": "shaded",
+                 "two_tone": "two-tone", "belly": "pale-bellied"}
+
+
+def _words(spec, factors) -> tuple[str, str]:
+    """The bird's pattern and the background's, in words."""
     from mnm.training.synthetic.backgrounds import background_family
     from mnm.training.synthetic.textures import texture
 
     pattern = texture(spec.seed, factors.c, spec.textures_per_shape).pattern
-    words = {"solid": "plain", "stripes": "striped", "spots": "spotted", "gradient": "shaded",
-             "two_tone": "two-tone", "belly": "pale-bellied"}
-    return f"a {words.get(pattern, pattern)} bird, {background_family(spec.seed, factors.b).pattern} background"
+    return PATTERN_WORDS.get(pattern, pattern), background_family(spec.seed, factors.b).pattern
+
+
+def _describe(spec, factors) -> str:
+    """Words for a scene (the page's alt text)."""
+    bird, background = _words(spec, factors)
+    return f"a {bird} bird, {background} background"
 
 
 @dataclass
 class _Ref:
     image: np.ndarray
-    label: str
+    name: str  # what it shows, e.g. "spotted-water": its file name in examples/inputs and its label in grids
+    index: int  # the scene's number in the demo model's data
     factors: object
 
     @property
     def factor(self):
         from mnm.runtime.requests import Factor
 
-        return Factor(image=self.image, label=self.label)
+        return Factor(image=self.image, label=self.name)
 
 
 def _references(spec, render_scene) -> list[_Ref]:
@@ -145,7 +215,7 @@ def _references(spec, render_scene) -> list[_Ref]:
         if factors.c not in seen or len(seen) >= spec.n_child:
             seen.add(factors.c)
             scene = render_scene(spec, index)
-            chosen.append(_Ref(scene.image, f"#{index + 1} c{factors.c}", factors))
+            chosen.append(_Ref(scene.image, "-".join(_words(spec, factors)), index, factors))
         index += 10
     return chosen
 
@@ -174,18 +244,25 @@ def _write_clip(folder: Path, frames: list[np.ndarray]) -> Path:
     return folder
 
 
+ANIMATION_LABELS = ["source frame", "still image", "result (code)", "result (feature)"]
+
+
 def _animate(pipeline, static: np.ndarray, clip: Path, out: Path):
-    """Run the real-time loop over the clip: each output frame shows source | code mode | feature mode."""
+    """Run the real-time loop over the clip: each output frame shows, labelled, the source frame, the
+    still image it animates and the results of code and feature mode."""
+    from mnm.runtime import grid as grid_layout
     from mnm.runtime import realtime
     from mnm.runtime.video import FolderSource, GifSink
 
     code = pipeline.animator(static, mode="code")
     feature = pipeline.animator(static, mode="feature")
+    header = grid_layout.Axis("", [None] * len(ANIMATION_LABELS), ANIMATION_LABELS)
 
     def side_by_side(frame: np.ndarray) -> np.ndarray:
-        tiles = [frame, code.frame(frame), feature.frame(frame)]
-        return np.hstack([cv2.resize(t, (FRAME_SIDE, FRAME_SIDE), interpolation=cv2.INTER_AREA
-                                     if t.shape[0] > FRAME_SIDE else cv2.INTER_NEAREST) for t in tiles])
+        tiles = [frame, static, code.frame(frame), feature.frame(frame)]
+        tiles = [cv2.resize(t, (FRAME_SIDE, FRAME_SIDE), interpolation=cv2.INTER_AREA
+                            if t.shape[0] > FRAME_SIDE else cv2.INTER_NEAREST) for t in tiles]
+        return grid_layout.compose(tiles, rows=[], cols=header)
 
     report = realtime.run(FolderSource(clip), side_by_side, GifSink(out, fps=12.0))
     if report.error is not None:

@@ -282,6 +282,7 @@ def run_bench(
     if not report["backends"]:
         reasons = "; ".join(f"{k}: {v}" for k, v in report["skipped_backends"].items())
         raise MnmError(f"no backend to benchmark: {reasons}")
+    report["load_average_after"] = machine.load_average()  # machine.load_average is the one before
     return report
 
 
@@ -309,6 +310,8 @@ def format_report(report: dict) -> str:
     s = report["settings"]
     lines = [
         f"machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['usable_cpus']} usable CPUs), GPU: {gpu}",
+        f"CPU features: {', '.join(m['cpu_features']) or 'unknown'}",
+        _load_line(m["load_average"], report.get("load_average_after"), m["usable_cpus"]),
         f"libraries: {libs}",
         f"bundle: {report['bundle']} (S={report['config']['image_size']}, modes: {', '.join(report['modes'])}); "
         f"medians of {s['repeats']} runs after {s['warmup']} warm-up runs",
@@ -329,7 +332,43 @@ def format_report(report: dict) -> str:
             rows.append((SCENARIO_TITLES[key], str(r["images"]), f"{r['median_ms']:.2f}", f"{r['p95_ms']:.2f}",
                          f"{r['images_per_s']:.1f}{unit}"))
         lines += _table(rows)
+        lines += frame_notes(entry)
     return "\n".join(lines)
+
+
+def _load_line(before: list[float] | None, after: list[float] | None, cpus: int) -> str:
+    """The 1/5/15-minute load averages around the run: above the CPU count, other work shared the CPUs
+    and every number above is slower than this machine alone would give."""
+    if before is None:
+        return "load average: unknown on this OS"
+    text = f"load average (1, 5, 15 min): {' '.join(f'{v:.2f}' for v in before)} before"
+    if after is not None:
+        text += f", {' '.join(f'{v:.2f}' for v in after)} after"
+    busy = max(before[0], after[0] if after else 0.0) > cpus
+    return text + (f"; above {cpus} CPUs: other work competed, the numbers are slower than an idle machine's"
+                   if busy else f" (for {cpus} CPUs)")
+
+
+def frame_notes(entry: dict) -> list[str]:
+    """Why the two img2gif numbers differ: the graphs each mode runs per frame, with their batch-1
+    latencies; where feature mode is faster, the reason in words (S replaces E_z and g_parent)."""
+    scenes = entry["scenarios"]
+    if "img2gif_code" not in scenes or "img2gif_feature" not in scenes:
+        return []
+    graphs, parts = {}, {}
+    for mode in ("code", "feature"):
+        graphs[mode] = [g for g, n in scenes[f"img2gif_{mode}"]["graph_runs_per_call"].items() if n]
+        latency = [entry["graphs"].get(g, {}).get("1", {}).get("median_ms") for g in graphs[mode]]
+        total = f" ({sum(latency):.2f} ms at batch 1)" if graphs[mode] and None not in latency else ""
+        parts[mode] = f"{' + '.join(graphs[mode])}{total}"
+    notes = ["", f"per img2gif frame, code mode runs {parts['code']}; feature mode runs {parts['feature']}."]
+    if scenes["img2gif_feature"]["median_ms"] < scenes["img2gif_code"]["median_ms"]:
+        replaced = [g for g in graphs["code"] if g not in graphs["feature"]]
+        added = [g for g in graphs["feature"] if g not in graphs["code"]]
+        notes.append(f"feature mode is faster here: {' + '.join(added) or 'nothing'} takes the place of "
+                     f"{' + '.join(replaced) or 'nothing'}, so a frame runs {len(graphs['feature'])} graphs "
+                     f"instead of {len(graphs['code'])}.")
+    return notes
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:

@@ -187,10 +187,10 @@ class Pipeline:
         ]
         cols = (grid_layout.Axis(col_kind, [self._thumbnail(f) for f in axes[col_kind]],
                                  [_label(f) for f in axes[col_kind]]) if col_kind else None)
-        fixed = [f"{k}: {_label(axes[k][0])}" for k in FACTORS if len(axes[k]) == 1 and not (
-            k == "shape" and axes[k][0] is None)]
-        caption = f"{mode} mode; " + ", ".join(fixed) if fixed else f"{mode} mode"
-        return Grid(rendered, rows, cols, caption, (max(1, len(row_labels)), n_cols))
+        fixed = [grid_layout.Axis(k, [self._thumbnail(axes[k][0])], [_label(axes[k][0])])
+                 for k in FACTORS if len(axes[k]) == 1 and axes[k][0] is not None]
+        caption = f"{mode} mode" + ("; shape and pose from the pose reference" if mode == "feature" else "")
+        return Grid(rendered, rows, cols, caption, (max(1, len(row_labels)), n_cols), fixed)
 
     def animator(self, static_image, mode: str = "code", box=None, static_box=None) -> Animator:
         """Animate ``static_image`` frame by frame: it gives b, c, z_bg (and p in code mode) once;

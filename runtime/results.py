@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class Grid:
     cols: grid_layout.Axis | None
     caption: str = ""
     shape: tuple[int, int] = (1, 1)
+    fixed: list[grid_layout.Axis] = field(default_factory=list)  # the factors every cell shares
 
     def image(self) -> np.ndarray:
-        return grid_layout.compose([c.image for c in self.cells], self.rows, self.cols, self.caption)
+        return grid_layout.compose([c.image for c in self.cells], self.rows, self.cols, self.caption, self.fixed)

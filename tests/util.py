@@ -25,3 +25,14 @@ def run_cli(*args: str, block_torch: bool = False, timeout: float = 600, **kwarg
     """Run ``mnm ARGS`` in a real subprocess and return its exit code and output."""
     code = f"import sys; from mnm.cli import run; sys.exit(run({list(map(str, args))!r}))"
     return run_python(code, block_torch=block_torch, timeout=timeout, **kwargs)
+
+
+def find_tile(picture, tile) -> list[tuple[int, int]]:
+    """Top-left corners (y, x) where ``tile`` appears in ``picture`` pixel for pixel."""
+    import cv2
+    import numpy as np
+
+    diff = cv2.matchTemplate(picture.astype(np.float32), tile.astype(np.float32), cv2.TM_SQDIFF)
+    h, w = tile.shape[:2]
+    near = zip(*np.nonzero(diff < 0.1 * tile.size), strict=True)  # float32 sums are near, not exact: check each
+    return [(int(y), int(x)) for y, x in near if np.array_equal(picture[y : y + h, x : x + w], tile)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -41,10 +42,13 @@ def bench(
     """Per backend: each graph's latency per batch size, mix-and-match images/s (one mix of four
     references; a 4x4x4 grid) and img2gif per-frame latency and fps, with the machine's details."""
     from mnm.atomic import write_text
+    from mnm.progress import track
     from mnm.runtime.bench import format_report, run_bench
 
     backends = [name.strip() for value in backend for name in value.split(",") if name.strip()]
-    report = run_bench(bundle, backends, parse_batches(batch), repeats, warmup, precision=precision)
+    bar = partial(track, desc="bench", unit="run", terminal_only=True)  # in a captured log it would run into the report
+    report = run_bench(bundle, backends, parse_batches(batch), repeats, warmup, progress=lambda n: bar(total=n),
+                       precision=precision)
     if verbose:
         for name, reasons in report["auto_skipped"].items():
             typer.echo(f"--backend auto picked {name}; not used:", err=True)

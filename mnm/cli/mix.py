@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from mnm.cli.app import app
+from mnm.cli.demo import note_demo_model
 from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, open_pipeline, precision_option
 from mnm.errors import MnmError
 
@@ -95,6 +96,7 @@ def mix(
         _run_plan(pipe, batch, rows, mixes, out, mode, seed, stitch)
         return
     _check_image_suffix(out)
+    note_demo_model(bundle, [spec for values in lists.values() for spec in values])
     factors = {k: [parse_factor(v, k, table) for v in values] for k, values in lists.items()}
     shapes = factors["shape"] or [None]
     pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit, precision=precision)

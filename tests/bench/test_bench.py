@@ -77,6 +77,44 @@ def test_mnm_bench_json_without_torch(tiny_bundle, tmp_path):
     for name in GRAPHS:
         assert name in result.stdout
     assert "grid 4x4x4" in result.stdout and "fps" in result.stdout
+    assert len(report["load_average_after"]) == 3  # the load before is machine["load_average"]
+
+
+def test_mnm_bench_output_captured_with_its_stderr_is_the_report_alone(tiny_bundle):
+    """With stdout and stderr in one file (a log, a CI step) no progress bar runs into the report:
+    bars are drawn only on a terminal. The report names the load around the run and says which
+    graphs each img2gif mode runs per frame."""
+    env = {k: v for k, v in os.environ.items() if k != "MNM_NO_PROGRESS"}
+    result = subprocess.run([sys.executable, "-m", "mnm", "bench", str(tiny_bundle), "--backend", "ort-cpu",
+                             "--batch", "1", "--repeats", "2", "--warmup", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout
+    assert "\r" not in result.stdout and "%|" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("machine: ") and lines[1].startswith("CPU features: ")
+    assert lines[2].startswith("load average (1, 5, 15 min): ") and " before, " in lines[2] and " after" in lines[2]
+    assert any(line.startswith("per img2gif frame, code mode runs enc_z + g_parent + g_child (") and
+               "feature mode runs extractor + g_child (" in line for line in lines)
+
+
+def _frame_entry(code_ms: float, feature_ms: float) -> dict:
+    graphs = {g: {"1": {"median_ms": ms}} for g, ms in
+              {"enc_z": 2.0, "g_parent": 3.0, "g_child": 4.0, "extractor": 1.5}.items()}
+    return {"graphs": graphs, "scenarios": {
+        "img2gif_code": {"median_ms": code_ms, "graph_runs_per_call": {"enc_z": 1, "g_parent": 1, "g_child": 1}},
+        "img2gif_feature": {"median_ms": feature_ms, "graph_runs_per_call": {"extractor": 1, "g_child": 1}}}}
+
+
+def test_frame_notes_say_why_feature_mode_is_faster_only_where_it_is():
+    from mnm.runtime.bench import frame_notes
+
+    faster = frame_notes(_frame_entry(code_ms=9.5, feature_ms=6.0))
+    assert faster[1] == ("per img2gif frame, code mode runs enc_z + g_parent + g_child (9.00 ms at batch 1); "
+                         "feature mode runs extractor + g_child (5.50 ms at batch 1).")
+    assert faster[2] == ("feature mode is faster here: extractor takes the place of enc_z + g_parent, "
+                         "so a frame runs 2 graphs instead of 3.")
+    slower = frame_notes(_frame_entry(code_ms=6.0, feature_ms=9.5))
+    assert len(slower) == 2 and slower[1] == faster[1]
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,14 @@
 """`mnm demo`: the bundled demo model runs with no arguments beyond --out, no network and no torch."""
 
+import cv2
 import numpy as np
+import pytest
 from PIL import Image
 
 from mnm.config import PRESETS
 from mnm.demo import DEMO_DIR, demo_info
 from mnm.runtime.bundle import Bundle
-from tests.util import run_cli
+from tests.util import find_tile, run_cli
 
 
 def test_the_bundled_demo_bundle_verifies_and_has_both_modes():
@@ -18,10 +20,17 @@ def test_the_bundled_demo_bundle_verifies_and_has_both_modes():
     assert {"disentangle", "clustering"} <= set(info["eval"])
 
 
-def test_mnm_demo_writes_grids_comparison_and_animation_without_torch(tmp_path):
-    out = tmp_path / "demo"
-    result = run_cli("demo", "--out", str(out), block_torch=True)
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """`mnm demo` run once, torch blocked: (its output folder, the finished process)."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    return out, run_cli("demo", "--out", str(out), block_torch=True)
+
+
+def test_mnm_demo_writes_grids_comparison_and_animation_without_torch(demo_run):
+    out, result = demo_run
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("the demo model is a 32-pixel MixNMatch trained on 4000 synthetic cartoon birds")
     assert "backend: ort-cpu" in result.stdout
     for name in ("grid_background_texture.png", "grid_shape_pose.png", "code_vs_feature.png", "animation.gif"):
         assert str(out / name) in result.stdout
@@ -63,3 +72,41 @@ def test_the_demo_model_takes_background_and_texture_from_their_own_references()
                 (same_bg if i == k else same_tex).append(distance)
     # Cells sharing a background reference have nearer borders than cells sharing only a texture.
     assert np.mean(same_bg) * 2 < np.mean(same_tex)
+
+
+def test_the_demo_pictures_show_every_reference_in_their_head_cells(demo_run):
+    """Each reference's thumbnail appears, pixel for pixel, once per factor it gives: row and column
+    heads, and the fixed factors above the grid. The references are the shipped example inputs."""
+    from mnm.demo import KNOWN_INPUTS
+    from mnm.imaging import load_image, to_uint8
+    from mnm.runtime.pipeline import Pipeline
+
+    out, result = demo_run
+    assert result.returncode == 0, result.stderr
+    root = DEMO_DIR.parents[2]
+    refs = [load_image(root / line.split()[1]) for line in KNOWN_INPUTS.read_text().splitlines()]
+    pipe = Pipeline(DEMO_DIR / "bundle")
+    # A grid shows what the model sees (the prepared 32 px input), scaled x3 like the cells.
+    seen = [np.repeat(np.repeat(to_uint8(pipe.prepare(r, None)), 3, axis=0), 3, axis=1) for r in refs]
+    whole = [cv2.resize(r, (96, 96), interpolation=cv2.INTER_NEAREST) for r in refs]
+
+    def picture(name):
+        return np.asarray(Image.open(out / name).convert("RGB"))
+
+    # grid_background_texture: backgrounds 0-2 down the side, textures 3-5 along the top, 6 as pose and shape.
+    for name, fixed in (("grid_background_texture.png", 6), ("grid_shape_pose.png", 7)):
+        grid = picture(name)
+        counts = [len(find_tile(grid, tile)) for tile in seen]
+        assert counts == [1, 1, 1, 1, 1, 1, 2 if fixed == 6 else 0, 2 if fixed == 7 else 0], (name, counts)
+    # code_vs_feature: per row, A as background and texture, B as pose and shape.
+    comparison = picture("code_vs_feature.png")
+    assert [len(find_tile(comparison, tile)) for tile in whole] == [2] * 8
+
+    # The GIF: label line, then source frame | still image | result (code) | result (feature).
+    gif = Image.open(out / "animation.gif")
+    frame = np.asarray(gif.convert("RGB")).astype(int)
+    y = next(row for row in range(frame.shape[0]) if (frame[row, 4:100] != 255).any(axis=-1).all())
+    tiles = [frame[y : y + 96, 4 + k * 100 : 100 + k * 100] for k in range(4)]
+    assert (frame[:y] < 128).any()  # the labels above the tiles
+    still = np.abs(tiles[1] - whole[0]).mean()
+    assert still < 8 and all(np.abs(t - whole[0]).mean() > 3 * still for t in (tiles[0], tiles[2], tiles[3]))

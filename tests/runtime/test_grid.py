@@ -1,10 +1,12 @@
-"""The labelled grid layout: cells land where the axes say, and header-only columns stay compact."""
+"""The labelled grid layout: cells land where the axes say, header-only columns stay compact, and the
+fixed factors are shown with their names."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mnm.runtime.grid import MIN_CELL, PAD, TITLE_H, Axis, compose
+from mnm.runtime.grid import LABEL_H, MIN_CELL, PAD, TITLE_H, Axis, compose
+from tests.util import find_tile
 
 
 def _cells(n: int, side: int) -> list[np.ndarray]:
@@ -42,7 +44,25 @@ def test_columns_without_thumbnails_get_a_header_line_not_tiles():
     tiles = compose(cells, rows, Axis("mode", [np.full((32, 32, 3), 200, np.uint8)] * 2, ["code", "feature"]))
     header = compose(cells, rows, Axis("mode", [None, None], ["code", "feature"]))
     assert tiles.shape[1] == header.shape[1]
-    assert tiles.shape[0] - header.shape[0] == MIN_CELL + PAD + 14  # one thumbnail row (cell + label) less
+    assert tiles.shape[0] - header.shape[0] == TITLE_H + MIN_CELL + LABEL_H + PAD  # no band of column tiles
     first_cell_y = _cell_origins(header, cells)[0][0]
     assert first_cell_y == PAD + TITLE_H
     assert (header[PAD:first_cell_y] < 128).any()  # the column labels are drawn above the cells
+
+
+def test_fixed_factors_are_drawn_above_the_grid_with_their_names():
+    rng = np.random.default_rng(0)
+    cells = _cells(2, 32)
+    pose, texture = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2))
+    fixed = [Axis("pose", [pose], ["bird.png"]), Axis("shape", [None], ["code:2"])]
+    plain = compose(cells, rows=[], cols=Axis("texture", [texture, texture], ["t1", "t2"]))
+    canvas = compose(cells, rows=[], cols=Axis("texture", [texture, texture], ["t1", "t2"]), fixed=fixed)
+    big = np.repeat(np.repeat(pose, 3, axis=0), 3, axis=1)  # nearest-neighbour x3, as the cells
+    [(y, x)] = find_tile(canvas, big)
+    first_cell_y = _cell_origins(canvas, cells)[0][0]
+    assert (y, x) == (PAD + TITLE_H, PAD) and y + MIN_CELL < first_cell_y  # the fixed band comes first
+    assert canvas.shape[0] - plain.shape[0] == TITLE_H + MIN_CELL + 2 * LABEL_H + PAD
+    name_line = canvas[y + MIN_CELL : y + MIN_CELL + LABEL_H, x : x + MIN_CELL]
+    assert (name_line < 128).any()  # the factor's name under its tile
+    code_tile = canvas[y : y + MIN_CELL, x + MIN_CELL + PAD : x + 2 * MIN_CELL + PAD]
+    assert (code_tile == 225).mean() > 0.8 and (code_tile < 128).any()  # a grey text tile for code:2
