@@ -15,12 +15,10 @@ import csv
 import os
 from collections.abc import Iterator
 
-import numpy as np
-
 from mnm.atomic import atomic_path
 from mnm.config import ModelConfig
 from mnm.errors import MnmError
-from mnm.runtime.batch.draws import resolve
+from mnm.runtime.batch.draws import draw
 from mnm.runtime.batch.plan import Plan
 from mnm.runtime.requests import FACTORS
 
@@ -35,7 +33,7 @@ def records(plan: Plan, seed: int, config: ModelConfig, failed: dict[int, str]) 
         record = {"row": row.number, "line": row.line, "out": row.out, **row.cells,
                   "b": None, "p": None, "c": None, "status": "ok", "error": ""}
         try:
-            mix = resolve(plan.check(row), seed, row.line, config)
+            mix = draw(plan.check(row), seed, row.line, config)
         except MnmError as exc:
             record.update(status="bad", error=str(exc))
             yield record
@@ -43,7 +41,7 @@ def records(plan: Plan, seed: int, config: ModelConfig, failed: dict[int, str]) 
         for column, kind in _CODES:
             factor = getattr(mix, kind)
             if factor is not None and factor.code is not None:
-                record[column] = int(np.argmax(factor.code))
+                record[column] = factor.code
         if row.line in failed:
             record.update(status="failed", error=failed[row.line])
         yield record

@@ -15,13 +15,12 @@ as failed and the others are written; without it the run stops with that row's e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from PIL import Image
+from pathlib import Path
 
 from mnm.errors import MnmError
 from mnm.imaging import encode_image
 from mnm.runtime.batch.draws import resolve
-from mnm.runtime.batch.plan import Plan, PlanRow
+from mnm.runtime.batch.plan import Plan, PlanRow, output_format
 
 STAGE_GRAPHS = ("enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "extractor")
 """The graphs whose results a row may take from a cache or a batch neighbour (all but g_child)."""
@@ -88,7 +87,7 @@ def mix_rows(pipe, job: Job, rows: list[PlanRow], store) -> Tally:
     for start in range(0, len(todo), pipe.max_batch):
         chunk = todo[start : start + pipe.max_batch]
         for row, image in _render(pipe, job, chunk, tally):
-            store.write(row.out, encode_image(image, Image.registered_extensions()[_suffix(row.out)]))
+            store.write(row.out, encode_image(image, output_format(Path(row.out).suffix)))
             tally.written += 1
     tally.stage_run = _stage_images(pipe) - before
     tally.stage_needed = sum(stage_work(mix, job.plan.mode) for _, mix in todo)
@@ -123,10 +122,6 @@ def _render(pipe, job: Job, chunk, tally: Tally) -> list:
         tally.failed.append((row.line, str(error)))
         return []
     return [(row, r.image) for (row, _), r in zip(chunk, rendered, strict=True)]
-
-
-def _suffix(name: str) -> str:
-    return name[name.rfind("."):].lower()
 
 
 def _stage_images(pipe) -> int:

@@ -123,16 +123,19 @@ class Plan:
             raise MnmError(f"{where}: not UTF-8 text") from None
         if not text.strip():
             return None
-        try:
-            cells = next(csv.reader([text], strict=True))
+        try:  # most rows quote nothing: a split is the same and several times faster
+            cells = next(csv.reader([text], strict=True)) if '"' in text else text.split(",")
         except csv.Error as exc:
             raise MnmError(f"{where}: not a CSV record ({exc}; a cell may not hold a line break)") from None
         if len(cells) != len(columns):
             raise MnmError(f"{where}: {len(cells)} cells for {len(columns)} columns ({','.join(columns)})")
         values = dict(zip(columns, (c.strip() for c in cells), strict=True))
         number = line - 1
-        out = values.get("out") or f"{number:05d}.png"
-        check_out_name(out, where)
+        out = values.get("out")
+        if out:
+            check_out_name(out, where)
+        else:
+            out = f"{number:05d}.png"
         return PlanRow(number, line, {k: values.get(k, "") for k in FACTORS}, out)
 
 
@@ -159,20 +162,33 @@ def check_out_name(out: str, where: str) -> None:
     path = Path(out)
     if path.is_absolute() or ".." in path.parts or "\\" in out:
         raise MnmError(f"{where}: out {out!r} must be a file name inside the output folder")
-    if Image.registered_extensions().get(path.suffix.lower()) not in OUTPUT_FORMATS:
+    if output_format(path.suffix) is None:
         raise MnmError(f"{where}: out {out!r} needs an image extension (.png, .jpg, .webp, .bmp, .tif or .gif)")
+
+
+@functools.lru_cache(maxsize=64)
+def output_format(suffix: str) -> str | None:
+    """The Pillow format an output suffix writes (``.jpg`` → JPEG), None if it is not an image we write."""
+    found = Image.registered_extensions().get(suffix.lower())
+    return found if found in OUTPUT_FORMATS else None
 
 
 def parse_cell(text: str, kind: str, boxes: BoxTable) -> Factor:
     """A plan cell → ``Factor``; image paths become absolute (workers may run elsewhere in the tree)
     and each distinct path is looked at once (``_missing``), however many rows name it."""
     if is_spec(text):
-        return parse_factor(text, kind)
+        return _spec(text, kind)
     path = os.path.abspath(text)
     problem = _missing(path)
     if problem:
         raise MnmError(f"{kind}: {text}: {problem} ({kind}: an image path, random, code:K or seed:N)")
     return Factor(image=Path(path), box=boxes.lookup(Path(path))).check(kind)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec(text: str, kind: str) -> Factor:
+    """Specs repeat across rows; a row's draws come from ``draws``, never from a factor's identity."""
+    return parse_factor(text, kind)
 
 
 @functools.lru_cache(maxsize=4096)
