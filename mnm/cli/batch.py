@@ -42,6 +42,15 @@ def keep_going_option():
                         "the index records them.")
 
 
+def refuse_without_batch(shard: str | None, ray: bool, address: str | None, workers: int, index: Path | None,
+                         keep_going: bool) -> None:
+    given = {"--shard": shard is not None, "--ray": ray, "--address": address is not None, "--workers": workers != 2,
+             "--index": index is not None, "--keep-going": keep_going}
+    used = [name for name, on in given.items() if on]
+    if used:
+        raise MnmError(f"{', '.join(used)}: only with --batch PLAN")
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     if text is None:
         return (0, 1)
@@ -90,18 +99,21 @@ def run_batch(bundle: Path, plan_path: Path, out: str, *, mode: str, seed: int, 
         boxes_sha256=None if boxes_path is None else sha256_file(boxes_path),
     ))
     job = Job(plan, seed, keep_going=keep_going, shard=shard_of)
-    start = time.perf_counter()
-    with track(total=found.rows, desc="mix", unit="row") as bar:
-        if ray:
-            options = {"backend": backend, "max_batch": max_batch, "fit": fit, "precision": precision,
-                       "threads": threads or 1}
-            windows = runner.merge_windows(found.windows, runner.ray_window(found.rows, workers))
-            from mnm.runtime.batch.ray_data import run_on_ray
+    if ray:
+        from mnm.runtime.batch.ray_data import mix_on_ray, ray_session
 
-            tally = run_on_ray(job, windows, str(opened.path.absolute()), out, options, address, workers, bar.update)
-        else:
+        options = {"backend": backend, "max_batch": max_batch, "fit": fit, "precision": precision,
+                   "threads": threads or 1}
+        windows = runner.merge_windows(found.windows, runner.ray_window(found.rows, workers))
+        with ray_session(address, workers), track(total=found.rows, desc="mix", unit="row") as bar:
+            start = time.perf_counter()  # Ray's start-up is not counted; each actor's pipeline opening is
+            tally = mix_on_ray(job, windows, str(opened.path.absolute()), out, options, workers, bar.update)
+            seconds = time.perf_counter() - start
+    else:
+        with track(total=found.rows, desc="mix", unit="row") as bar:
+            start = time.perf_counter()
             tally = runner.run_here(pipe, job, found.windows, store, bar.update)
-    seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - start
     if index is not None:
         write_index(index, records(plan, seed, opened.config, dict(tally.failed)))
     where = "" if shard_of == (0, 1) else f" (shard {shard_of[0]}/{shard_of[1]})"

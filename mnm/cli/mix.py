@@ -41,7 +41,8 @@ def mix(
     fit: str = typer.Option("crop", "--fit", help=FIT_HELP),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for the random factors."),
     batch: Path | None = typer.Option(
-        None, "--batch", help="CSV plan, columns background,pose,shape,texture[,out]: one image per row into --out DIR."
+        None, "--batch", help="CSV plan, columns background,pose,shape,texture[,out], every factor given (the shape "
+        "may be left out in feature mode): one image per row into --out DIR; a rerun resumes (docs/runtime.md)."
     ),
     max_batch: int = typer.Option(16, "--max-batch", help="Most images per graph run."),
     threads: int | None = typer.Option(
@@ -88,6 +89,7 @@ def mix(
                             boxes_path=boxes, shard=shard, ray=ray, address=address, workers=workers, index=index,
                             keep_going=keep_going)
         return
+    batch_cli.refuse_without_batch(shard, ray, address, workers, index, keep_going)
     out = Path(out)
     _check_image_suffix(out)
     for kind in ("background", "pose", "texture"):

@@ -15,6 +15,7 @@ instance is started on loopback with ``workers`` CPUs and stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -60,40 +61,48 @@ class WindowMixer:
         }
 
 
-def run_on_ray(job: Job, windows, bundle: str, target: str, pipeline_options: dict, address: str | None,
-               workers: int, progress) -> Tally:
-    """Mix every window on Ray with ``workers`` actors; ``progress(rows)`` as each window finishes."""
+@contextlib.contextmanager
+def ray_session(address: str | None, workers: int):
+    """Ray for the run: the cluster at ``address``, or a local instance on loopback with ``workers``
+    CPUs, stopped at the end (an instance this process already runs is used as it is)."""
     try:
         import ray
-        import ray.data
     except ImportError as exc:
         raise MnmError(f"--ray needs the ray extra: pip install 'mnm[ray]' ({exc})") from None
-    started = not ray.is_initialized()
-    if started:
-        local = {"_node_ip_address": "127.0.0.1", "num_cpus": workers,
-                 "object_store_memory": LOCAL_OBJECT_STORE_BYTES} if address is None else {}
-        try:
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
-        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad address
-            where = f"join the Ray cluster at {address}" if address else "start Ray"
-            raise MnmError(f"cannot {where}: {exc}") from None
+    if ray.is_initialized():
+        yield
+        return
+    local = {"_node_ip_address": "127.0.0.1", "num_cpus": workers,
+             "object_store_memory": LOCAL_OBJECT_STORE_BYTES} if address is None else {}
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # ours reports rows; Ray's would interleave on stderr
-        items = [{"offset": o, "first_line": line, "rows": n} for o, line, n in windows]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            WindowMixer, fn_constructor_args=(job, bundle, target, pipeline_options),
-            batch_size=1, concurrency=workers, num_cpus=1,
-        )
-        total = Tally()
-        for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
-            if batch["error"][0]:
-                raise MnmError(str(batch["error"][0]))
-            total.add(Tally(int(batch["written"][0]), int(batch["existed"][0]),
-                            [tuple(f) for f in json.loads(str(batch["failed"][0]))],
-                            int(batch["stage_needed"][0]), int(batch["stage_run"][0])))
-            progress(int(batch["rows"][0]))
-        return total
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad address
+        where = f"join the Ray cluster at {address}" if address else "start Ray"
+        raise MnmError(f"cannot {where}: {exc}") from None
+    try:
+        yield
     finally:
-        if started:
-            ray.shutdown()
+        ray.shutdown()
+
+
+def mix_on_ray(job: Job, windows, bundle: str, target: str, pipeline_options: dict, workers: int,
+               progress) -> Tally:
+    """Mix every window with ``workers`` actors (inside ``ray_session``); ``progress(rows)`` as each finishes."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours reports rows; Ray's would interleave on stderr
+    items = [{"offset": o, "first_line": line, "rows": n} for o, line, n in windows]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        WindowMixer, fn_constructor_args=(job, bundle, target, pipeline_options),
+        batch_size=1, concurrency=workers, num_cpus=1,
+    )
+    total = Tally()
+    for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
+        if batch["error"][0]:
+            raise MnmError(str(batch["error"][0]))
+        total.add(Tally(int(batch["written"][0]), int(batch["existed"][0]),
+                        [tuple(f) for f in json.loads(str(batch["failed"][0]))],
+                        int(batch["stage_needed"][0]), int(batch["stage_run"][0])))
+        progress(int(batch["rows"][0]))
+    return total
