@@ -44,12 +44,15 @@ class PlanRow:
 
 @dataclass
 class Plan:
-    """A plan file and what its rows are checked against: the mode, the boxes and the stitch."""
+    """A plan file and what its rows are checked against: the mode, the boxes and the stitch.
+    Relative image paths are taken from ``base`` (the current folder where the plan is read), in
+    every process that reads the plan (a Ray worker's own folder may differ)."""
 
     path: Path
     mode: str = "code"
     boxes: BoxTable = field(default_factory=BoxTable)
     stitch: str | None = None
+    base: Path = field(default_factory=Path.cwd)
 
     def where(self, row: PlanRow) -> str:
         return f"{self.path}:{row.line}"
@@ -82,7 +85,7 @@ class Plan:
                 raise MnmError(f"{self.where(row)}: {kind}: empty cell; every factor is given explicitly "
                                "(an image path, random, code:K or seed:N)")
             try:
-                factors[kind] = parse_cell(text, kind, self.boxes)
+                factors[kind] = parse_cell(text, kind, self.boxes, self.base)
             except MnmError as exc:
                 raise MnmError(f"{self.where(row)}: {exc}") from None
         mix = Mix(**factors)
@@ -173,12 +176,12 @@ def output_format(suffix: str) -> str | None:
     return found if found in OUTPUT_FORMATS else None
 
 
-def parse_cell(text: str, kind: str, boxes: BoxTable) -> Factor:
-    """A plan cell → ``Factor``; image paths become absolute (workers may run elsewhere in the tree)
-    and each distinct path is looked at once (``_missing``), however many rows name it."""
+def parse_cell(text: str, kind: str, boxes: BoxTable, base: Path) -> Factor:
+    """A plan cell → ``Factor``; an image path is made absolute from ``base``, and each distinct
+    path is looked at once (``_missing``), however many rows name it."""
     if is_spec(text):
         return _spec(text, kind)
-    path = os.path.abspath(text)
+    path = os.path.normpath(os.path.join(base, text))
     problem = _missing(path)
     if problem:
         raise MnmError(f"{kind}: {text}: {problem} ({kind}: an image path, random, code:K or seed:N)")

@@ -27,6 +27,7 @@ from mnm.runtime.batch.plan import read_window
 from mnm.runtime.batch.store import open_store
 
 log = logging.getLogger(__name__)
+GPU_BACKENDS = ("ort-cuda", "ort-trt", "tensorrt")
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20
 """The object store of a local instance: windows and tallies are small, no image passes through it."""
 
@@ -96,6 +97,7 @@ def mix_on_ray(job: Job, windows, bundle: str, target: str, pipeline_options: di
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         WindowMixer, fn_constructor_args=(job, bundle, target, pipeline_options),
         batch_size=1, concurrency=workers, num_cpus=1,
+        num_gpus=1 if pipeline_options.get("backend") in GPU_BACKENDS else 0,
     )
     total = Tally()
     for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):

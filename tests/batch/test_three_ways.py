@@ -4,6 +4,7 @@ actors on a real local Ray (writing through ``pyarrow.fs``) — gives byte-ident
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -21,15 +22,17 @@ def shard_process(bundle: Path, plan: Path, out: Path, index: Path, shard: str) 
             f"{str(plan)!r}, '--out', {str(out)!r}, '--index', {str(index)!r}, '--shard', {shard!r}, "
             "'--threads', '1']))")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "MNM_NO_PROGRESS": "1"})
+                            env={**os.environ, "MNM_NO_PROGRESS": "1"}, cwd=plan.parent)
 
 
 @pytest.fixture(scope="module")
 def one_process(tiny_bundle, refs, tmp_path_factory):
     root = tmp_path_factory.mktemp("three-ways")
-    plan = mixed_plan(root / "plan.csv", refs)
+    (root / "refs").mkdir()
+    shutil.copy(refs[0], root / "refs" / "r0.png")  # a relative path: from the folder the command runs in
+    plan = mixed_plan(root / "plan.csv", [Path("refs/r0.png"), *refs[1:]])
     result = mix_cli(tiny_bundle, "--batch", plan, "--out", root / "one", "--index", root / "one.csv",
-                     "--max-batch", "5")
+                     "--max-batch", "5", cwd=root)
     assert result.returncode == 0, result.stderr
     assert "wrote 64 images" in result.stdout
     return plan, root
@@ -56,8 +59,8 @@ def test_ray_data_gives_the_same_bytes_as_one_process(tiny_bundle, one_process):
     session = tempfile.mkdtemp(prefix="mnm-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": session}
     try:
-        result = mix_cli(tiny_bundle, "--batch", plan, "--out", f"file://{root / 'ray'}", "--index",
-                         root / "ray.csv", "--ray", "--workers", "2", "--max-batch", "3", env=env, timeout=400)
+        result = mix_cli(tiny_bundle, "--batch", plan, "--out", f"file://{root / 'ray'}", "--index", root / "ray.csv",
+                         "--ray", "--workers", "2", "--max-batch", "3", env=env, timeout=400, cwd=root)
     finally:
         shutil.rmtree(session, ignore_errors=True)
     if result.returncode != 0 and "cannot start Ray" in result.stderr:
