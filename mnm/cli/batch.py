@@ -84,7 +84,7 @@ def run_batch(bundle: Path, plan_path: Path, out: str, *, mode: str, seed: int, 
     plan = Plan(plan_path, mode, boxes, stitch)
     found = scan(plan, runner.SCAN_WINDOW, keep_going)
     if found.bad:
-        typer.echo(f"{found.bad} bad plan row(s) skipped (--keep-going); the first: {found.first_bad[0]}", err=True)
+        typer.echo(f"{found.bad} bad plan row(s) skipped (--keep-going); the first: {found.first_bad}", err=True)
     store = open_store(out)
     if ray:
         opened = Bundle.open(bundle)

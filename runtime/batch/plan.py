@@ -60,7 +60,7 @@ class Plan:
     def rows(self) -> Iterator[tuple[int, PlanRow]]:
         """``(byte offset, row)`` for each non-blank row, streamed from the file. A line that is not
         a CSV record of the header's width raises ``MnmError`` naming it."""
-        with open(self.path, "rb") as handle:
+        with self.open() as handle:
             columns = self._header(handle.readline())
             line = 1
             while True:
@@ -98,6 +98,14 @@ class Plan:
             raise MnmError(f"{self.where(row)}: {exc}") from None
         return mix
 
+    def open(self):
+        try:
+            return open(self.path, "rb")
+        except FileNotFoundError:
+            raise MnmError(f"{self.path}: plan file not found") from None
+        except OSError as exc:
+            raise MnmError(f"{self.path}: cannot read the plan ({exc.strerror or exc})") from None
+
     def _header(self, raw: bytes) -> list[str]:
         try:
             text = raw.decode("utf-8-sig")
@@ -118,7 +126,7 @@ class Plan:
         return columns
 
     def _row(self, raw: bytes, columns: list[str], line: int) -> PlanRow | None:
-        """The row on ``line`` (None for a blank line)."""
+        """The row on ``line`` (None for a blank line, or one of empty cells as spreadsheets write)."""
         where = f"{self.path}:{line}"
         try:
             text = raw.decode("utf-8").rstrip("\r\n")
@@ -130,6 +138,8 @@ class Plan:
             cells = next(csv.reader([text], strict=True)) if '"' in text else text.split(",")
         except csv.Error as exc:
             raise MnmError(f"{where}: not a CSV record ({exc}; a cell may not hold a line break)") from None
+        if not any(c.strip() for c in cells):
+            return None
         if len(cells) != len(columns):
             raise MnmError(f"{where}: {len(cells)} cells for {len(columns)} columns ({','.join(columns)})")
         values = dict(zip(columns, (c.strip() for c in cells), strict=True))
@@ -145,7 +155,7 @@ class Plan:
 def read_window(plan: Plan, offset: int, first_line: int, count: int) -> list[PlanRow]:
     """``count`` rows starting at byte ``offset`` whose first row is on ``first_line`` (from ``Scan.windows``)."""
     rows = []
-    with open(plan.path, "rb") as handle:
+    with plan.open() as handle:
         columns = plan._header(handle.readline())
         handle.seek(offset)
         line = first_line
@@ -214,17 +224,17 @@ class Scan:
     rows: int
     windows: list[tuple[int, int, int]]  # (byte offset, first line, rows)
     bad: int
-    first_bad: list[str]
+    first_bad: str  # the first bad row's error (under keep_going)
     codes: dict[str, tuple[int, str]]  # factor -> (largest code:K, where): checked against the bundle
 
 
 def scan(plan: Plan, window: int, keep_going: bool) -> Scan:
     """Check every row (refusing the first bad one unless ``keep_going``), hash the file and cut it
     into windows of ``window`` rows. Holds one output name per row (to refuse repeats), no images."""
-    digest = _sha256(plan.path)
+    digest = _sha256(plan)
     names: dict[str, int] = {}
     windows: list[tuple[int, int, int]] = []
-    bad, first_bad, codes, count = 0, [], {}, 0
+    bad, first_bad, codes, count = 0, "", {}, 0
     for offset, row in plan.rows():
         if count % window == 0:
             windows.append((offset, row.line, 0))
@@ -240,8 +250,7 @@ def scan(plan: Plan, window: int, keep_going: bool) -> Scan:
             if not keep_going:
                 raise
             bad += 1
-            if len(first_bad) < 10:
-                first_bad.append(str(exc))
+            first_bad = first_bad or str(exc)
             continue
         for kind in CODE_OF:
             k = code_index(getattr(mix, kind))
@@ -252,9 +261,9 @@ def scan(plan: Plan, window: int, keep_going: bool) -> Scan:
     return Scan(digest, count, windows, bad, first_bad, codes)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(plan: Plan) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with plan.open() as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

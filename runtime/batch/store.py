@@ -50,16 +50,19 @@ class LocalStore:
         """Write ``name`` unless it exists (then False): a hard link of a finished temporary file."""
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}.{HOST_TAG}-", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, FILE_MODE)
-            os.link(tmp, target)
+            fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}.{HOST_TAG}-", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.chmod(tmp, FILE_MODE)
+                os.link(tmp, target)
+            finally:
+                os.unlink(tmp)
         except FileExistsError:
             return False
-        finally:
-            os.unlink(tmp)
+        except OSError as exc:
+            raise MnmError(f"{target}: cannot write the file ({exc.strerror or exc})") from None
         return True
 
     def has_entries(self, besides: str) -> bool:

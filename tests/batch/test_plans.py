@@ -137,3 +137,14 @@ def test_bad_options_are_one_line(tiny_bundle, tmp_path):
     (tmp_path / "full" / "mine.png").write_bytes(b"x")
     result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "full")
     assert result.returncode == 2 and "has files but no mnm-batch.json" in result.stderr
+
+
+def test_a_feature_mode_plan_may_leave_the_shape_out(tiny_bundle, refs, tmp_path):
+    plan = write_plan(tmp_path / "plan.csv", [(refs[0], refs[1], refs[2], "a.png"), ("seed:2", refs[3], "random", "")],
+                      header="background,pose,texture,out")
+    result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "out", "--mode", "feature", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(load_image(tmp_path / "out" / "a.png"),
+                                  Pipeline(tiny_bundle).mix(refs[0], refs[1], None, refs[2], mode="feature"))
+    again = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "out", "--mode", "code")
+    assert again.returncode == 2 and "missing shape" in again.stderr  # code mode needs every factor
