@@ -65,8 +65,9 @@ def command(bundle: Path, plan: Path, out: Path, *extra: str) -> list[str]:
 
 def run_config(name: str, bundle: Path, plan: Path, out: Path, env: dict) -> dict:
     """One configuration's processes (two at once for the shards); images and seconds they report."""
-    if name == "one process":
-        commands = [command(bundle, plan, out, "--threads", "2")]
+    if name.startswith("one process"):
+        threads = name.split(", ")[1].split()[0]  # "one process, 2 threads"
+        commands = [command(bundle, plan, out, "--threads", threads)]
     elif name == "two shards":
         commands = [command(bundle, plan, out, "--shard", f"{i}/2", "--threads", "1") for i in (0, 1)]
     else:
@@ -130,7 +131,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results here")
     options = parser.parse_args(argv)
 
-    configs = ["one process", "two shards"] + ([] if options.no_ray else ["ray 1 worker", "ray 2 workers"])
+    configs = ["one process, 1 thread", "one process, 2 threads", "two shards"]
+    configs += [] if options.no_ray else ["ray 1 worker", "ray 2 workers"]
     work = Path(tempfile.mkdtemp(prefix="mnm-batch-bench-", dir="/tmp"))  # short: Ray's socket paths
     env = {**os.environ, "MNM_NO_PROGRESS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": str(work / "ray")}
     (work / "ray").mkdir()

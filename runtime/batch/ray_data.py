@@ -96,7 +96,9 @@ def mix_on_ray(job: Job, windows, bundle: str, target: str, pipeline_options: di
     items = [{"offset": o, "first_line": line, "rows": n} for o, line, n in windows]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         WindowMixer, fn_constructor_args=(job, bundle, target, pipeline_options),
-        batch_size=1, concurrency=workers, num_cpus=1,
+        batch_size=1, num_cpus=1,
+        # one window in flight per actor: a queued window waits for the actor that is free first
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
         num_gpus=1 if pipeline_options.get("backend") in GPU_BACKENDS else 0,
     )
     total = Tally()

@@ -42,8 +42,9 @@ def merge_windows(windows: list[tuple[int, int, int]], rows: int) -> list[tuple[
 
 
 def ray_window(rows: int, workers: int) -> int:
-    """Windows small enough that every actor gets several (load balance), large enough to group references."""
-    return max(SCAN_WINDOW, min(WINDOW, rows // (4 * workers)))
+    """Windows small enough that every actor gets eight or more (so none idles long at the end), large
+    enough to group references."""
+    return max(SCAN_WINDOW, min(WINDOW, rows // (8 * workers)))
 
 
 def run_here(pipe, job: Job, windows, store, progress) -> Tally:
