@@ -18,7 +18,6 @@ glob pattern given as one CLI value is expanded to the images it names (``expand
 
 from __future__ import annotations
 
-import csv
 import glob
 import itertools
 import os
@@ -300,53 +299,3 @@ class BoxTable:
 
 def _key(path: Path) -> Path:
     return Path(os.path.abspath(path))
-
-
-@dataclass
-class PlanRow:
-    """One row of a ``--batch`` plan: the four specs (shape may be empty) and the output name."""
-
-    line: int
-    specs: dict[str, str]
-    out: str
-
-
-def read_plan(path: str | os.PathLike) -> list[PlanRow]:
-    """Read a plan CSV: columns background, pose, shape, texture and optionally out.
-
-    ``out`` names the file inside the output folder; without it rows are written as
-    ``00001.png``... by row number. Cells are factor specs as on the command line.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise MnmError(f"{path}: plan file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MnmError(f"{path}: cannot read the plan ({exc})") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in reader.fieldnames or []]
-    missing = [c for c in ("background", "pose", "texture") if c not in columns]
-    if missing:
-        raise MnmError(
-            f"{path}: the plan needs columns background,pose,shape,texture[,out]; missing {', '.join(missing)}"
-        )
-    unknown = sorted(set(columns) - {*FACTORS, "out"})
-    if unknown:
-        raise MnmError(f"{path}: unknown plan column(s) {', '.join(unknown)}")
-    rows, seen = [], {}
-    for index, raw in enumerate(reader, 1):
-        line = reader.line_num
-        cells = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-        if not any(cells.values()):
-            continue
-        out = cells.get("out") or f"{index:05d}.png"
-        if Path(out).is_absolute() or ".." in Path(out).parts:
-            raise MnmError(f"{path}:{line}: out {out!r} must be a file name inside the output folder")
-        if out in seen:
-            raise MnmError(f"{path}:{line}: out {out!r} repeats line {seen[out]}")
-        seen[out] = line
-        rows.append(PlanRow(line, {k: cells.get(k, "") for k in FACTORS}, out))
-    if not rows:
-        raise MnmError(f"{path}: the plan has no rows")
-    return rows

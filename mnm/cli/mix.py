@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from mnm.cli import batch as batch_cli
 from mnm.cli.app import app
 from mnm.cli.demo import note_demo_model
 from mnm.cli.pipeline import FIT_HELP, VERBOSE_HELP, open_pipeline, precision_option
@@ -41,16 +42,24 @@ def mix(
     fit: str = typer.Option("crop", "--fit", help=FIT_HELP),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for the random factors."),
     batch: Path | None = typer.Option(
-        None, "--batch", help="CSV plan, columns background,pose,shape,texture[,out]: one image per row into --out DIR."
+        None, "--batch", help="CSV plan, columns background,pose,shape,texture[,out], every factor given (the shape "
+        "may be left out in feature mode): one image per row into --out DIR; a rerun resumes (docs/runtime.md)."
     ),
     max_batch: int = typer.Option(16, "--max-batch", help="Most images per graph run."),
     threads: int | None = typer.Option(
         None, "--threads", min=1,
         help="onnxruntime CPU threads [default: the cores this process may use; 1 can be faster on a busy machine].",
     ),
-    out: Path = typer.Option(
-        ..., "--out", help="Output image (a grid when a factor lists several), or a folder with --batch."
+    out: str = typer.Option(
+        ..., "--out", help="Output image (a grid when a factor lists several), or a folder (or a pyarrow.fs URL) "
+        "with --batch."
     ),
+    shard: str | None = batch_cli.shard_option(),
+    ray: bool = batch_cli.ray_option(),
+    address: str | None = batch_cli.address_option(),
+    workers: int = batch_cli.workers_option(),
+    index: Path | None = batch_cli.index_option(),
+    keep_going: bool = batch_cli.keep_going_option(),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Mix and match: each factor from a reference image or a code; lists give a labelled grid.
@@ -89,12 +98,13 @@ def mix(
         used = [f"--{k}" for k, v in lists.items() if v]
         if used:
             raise MnmError(f"--batch: the plan gives the factors; drop {', '.join(used)}")
-        if out.exists() and not out.is_dir():
-            raise MnmError(f"{out}: --out must be a folder with --batch")
-        rows, mixes = _read_plan(batch, out, mode, table)
-        pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit, precision=precision)
-        _run_plan(pipe, batch, rows, mixes, out, mode, seed, stitch)
+        batch_cli.run_batch(bundle, batch, out, mode=mode, seed=seed, stitch=stitch, fit=fit, precision=precision,
+                            backend=backend, threads=threads, max_batch=max_batch, verbose=verbose, boxes=table,
+                            boxes_path=boxes, shard=shard, ray=ray, address=address, workers=workers, index=index,
+                            keep_going=keep_going)
         return
+    batch_cli.refuse_without_batch(shard, ray, address, workers, index, keep_going)
+    out = Path(out)
     _check_image_suffix(out)
     note_demo_model(bundle, [spec for values in lists.values() for spec in values])
     factors = {k: [parse_factor(v, k, table) for v in values] for k, values in lists.items()}
@@ -137,50 +147,3 @@ def _save(path: Path, image) -> None:
     from mnm.imaging import save_image
 
     save_image(path, image)
-
-
-def _read_plan(plan: Path, folder: Path, mode: str, table):
-    """The rows of the plan still to make (rows whose file exists are skipped: re-runs resume) and
-    their mixes, every spec parsed (files exist, specs are well formed) before any model work."""
-    from mnm.runtime.requests import FACTORS, Mix, parse_factor, read_plan, require_factors
-
-    rows = read_plan(plan)
-    for row in rows:
-        _check_image_suffix(folder / row.out)
-    pending = [r for r in rows if not (folder / r.out).exists()]
-    if len(pending) < len(rows):
-        typer.echo(f"{len(rows) - len(pending)} of {len(rows)} images already in {folder}; skipping them", err=True)
-    mixes = []
-    for row in pending:
-        specs = {k: row.specs[k] or None for k in FACTORS}
-        try:
-            require_factors({k: v is not None for k, v in specs.items()}, mode)
-            mixes.append(Mix(*(None if specs[k] is None else parse_factor(specs[k], k, table) for k in FACTORS)))
-        except MnmError as exc:
-            raise MnmError(f"{plan}:{row.line}: {exc}") from None
-    return pending, mixes
-
-
-def _run_plan(pipe, plan: Path, rows, mixes, folder: Path, mode: str, seed: int, stitch) -> None:
-    """Every pending row into ``folder``. A row's random factors come from ``default_rng((seed, row
-    number))``, so a row gets the same image whether or not earlier rows were skipped."""
-    import numpy as np
-
-    from mnm.progress import track
-    from mnm.runtime.requests import FACTORS, Mix
-
-    resolved = []
-    for row, m in zip(rows, mixes, strict=True):
-        rng = np.random.default_rng((seed, row.line))
-        try:
-            resolved.append(Mix(*(None if f is None else f.resolve(k, pipe.config, rng)
-                                  for k, f in zip(FACTORS, (m.background, m.pose, m.shape, m.texture), strict=True))))
-        except MnmError as exc:
-            raise MnmError(f"{plan}:{row.line}: {exc}") from None
-    with track(total=len(rows), desc="mix", unit="image") as bar:
-        for start in range(0, len(rows), pipe.max_batch):
-            chunk = slice(start, start + pipe.max_batch)
-            for row, rendered in zip(rows[chunk], pipe.render(resolved[chunk], mode=mode, stitch=stitch), strict=True):
-                _save(folder / row.out, rendered.image)
-                bar.update()
-    typer.echo(f"wrote {len(rows)} images to {folder}")

@@ -9,7 +9,7 @@ import pytest
 from mnm.errors import MnmError
 from mnm.imaging import load_image
 from mnm.runtime.pipeline import Pipeline
-from mnm.runtime.requests import FACTORS, BoxTable, parse_factor, read_plan, split_specs
+from mnm.runtime.requests import FACTORS, BoxTable, parse_factor, split_specs
 from tests.util import RANDOM_FACTORS, run_cli, run_python
 
 
@@ -50,44 +50,6 @@ def test_lists_give_the_labelled_grid_of_the_python_api(tiny_bundle, photos, tmp
     assert grid.shape == (2, 3) and [a.name for a in grid.rows] == ["background"] and grid.cols.name == "texture"
     assert [grid.cols.labels, grid.rows[0].labels] == [["ref3.png", "code:2", "random"], ["ref0.png", "ref1.png"]]
     np.testing.assert_array_equal(load_image(out), grid.image())
-
-
-def test_a_plan_runs_into_a_folder_and_a_rerun_skips_finished_files(tiny_bundle, photos, tmp_path):
-    plan = tmp_path / "plan.csv"
-    plan.write_text(
-        "background,pose,shape,texture,out\n"
-        f"{photos[0]},{photos[1]},code:0,{photos[2]},first.png\n"
-        f"seed:3,random,random,random,\n"
-        f"code:1,seed:2,{photos[3]},{photos[4]},third.jpg\n"
-    )
-    folder = tmp_path / "out"
-    result = mix_cli(tiny_bundle, "--batch", plan, "--out", folder, "--max-batch", "2")
-    assert result.returncode == 0, result.stderr
-    names = sorted(p.name for p in folder.iterdir())
-    assert names == ["00002.png", "first.png", "third.jpg"]
-    first = load_image(folder / "first.png")
-    np.testing.assert_array_equal(first, Pipeline(tiny_bundle).mix(photos[0], photos[1], "code:0", photos[2]))
-    random_row = load_image(folder / "00002.png")
-
-    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    (folder / "00002.png").unlink()
-    again = mix_cli(tiny_bundle, "--batch", plan, "--out", folder)
-    assert again.returncode == 0, again.stderr
-    assert "2 of 3 images already in" in again.stderr and "wrote 1 images" in again.stdout
-    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != "00002.png"} == {
-        k: v for k, v in stamps.items() if k != "00002.png"
-    }
-    # a row's random codes depend on (seed, row), not on which rows ran before it
-    np.testing.assert_array_equal(load_image(folder / "00002.png"), random_row)
-
-
-def test_a_bad_plan_row_is_named_before_anything_is_written(tiny_bundle, photos, tmp_path):
-    plan = tmp_path / "plan.csv"
-    plan.write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},code:0,{photos[2]}\nrandom,code:3,random,random\n")
-    result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "out")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"error: {plan}:3: pose" in result.stderr and "no category code" in result.stderr
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
@@ -142,22 +104,6 @@ def test_spec_lists_split_on_commas_unless_the_path_exists(tmp_path):
     odd = tmp_path / "a,b.png"
     odd.write_bytes(b"")
     assert split_specs(["x.png,code:1", "seed:2", str(odd)]) == ["x.png", "code:1", "seed:2", str(odd)]
-
-
-def test_plan_columns_and_outputs_are_checked(tmp_path):
-    plan = tmp_path / "p.csv"
-    plan.write_text("background,pose,texture,colour\nrandom,random,random,red\n")
-    with pytest.raises(MnmError, match="unknown plan column"):
-        read_plan(plan)
-    plan.write_text("background,texture\nrandom,random\n")
-    with pytest.raises(MnmError, match="missing pose"):
-        read_plan(plan)
-    plan.write_text("background,pose,texture,out\nrandom,random,random,a.png\nrandom,random,random,a.png\n")
-    with pytest.raises(MnmError, match=r"p\.csv:3: out 'a\.png' repeats line 2"):
-        read_plan(plan)
-    plan.write_text("background,pose,texture,out\nrandom,random,random,../a.png\n")
-    with pytest.raises(MnmError, match="inside the output folder"):
-        read_plan(plan)
 
 
 def test_a_folder_or_a_quoted_pattern_gives_a_list_and_a_shell_expanded_one_says_how(tiny_bundle, photos, tmp_path):
