@@ -106,11 +106,9 @@ def animate(
     duration = getattr(sink, "duration_s", None)
     for line in report.summary_lines():
         typer.echo(line)
-    if outputs.is_live(sink):
-        typer.echo(sink.summary)
-    elif sink is not None and written:
+    if sink is not None and written:
         timing = f", {duration:.2f} s at {out_fps:g} fps" if duration is not None else ""
-        typer.echo(f"wrote {out} ({written} frames{timing})")
+        typer.echo(sink.summary if outputs.is_live(sink) else f"wrote {out} ({written} frames{timing})")
     for note in report.notes:
         typer.echo(f"note: {note}", err=True)
     if json_path is not None:

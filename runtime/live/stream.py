@@ -70,7 +70,7 @@ class StreamSink:
 
     @property
     def kept(self) -> str:
-        return f"{self.count} frames were sent to {self.target.url}"
+        return f"{self.count} frames were sent to {self.target.url}" if self.count else "nothing was sent"
 
     def write(self, frame: np.ndarray, t: float | None = None) -> None:
         if self._container is None:
@@ -119,6 +119,10 @@ class StreamSink:
     def _options(self) -> dict[str, str]:
         """Protocol and muxer options: every packet flushed, network writes bounded in time."""
         options = {"flush_packets": "1", "rw_timeout": str(round(self.io_timeout_s * 1e6))}
+        if self.target.muxer in ("mpegts", "rtp_mpegts"):
+            # With the length in each video PES header a demuxer hands a frame on as soon as it is
+            # whole; without it (FFmpeg's default) only when the next frame starts: one frame late.
+            options["omit_video_pes_length"] = "0"
         if self.target.scheme == "udp":
             options["pkt_size"] = str(UDP_PACKET_BYTES)
         if self.target.scheme == "rtsp":

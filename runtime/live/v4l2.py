@@ -52,7 +52,7 @@ class V4l2Sink:
 
     @property
     def kept(self) -> str:
-        return f"{self.count} frames were sent to {self.path}"
+        return f"{self.count} frames were sent to {self.path}" if self.count else "nothing was sent"
 
     def write(self, frame: np.ndarray, t: float | None = None) -> None:
         """Frames go out as they come: a device shows the newest, so ``t`` is not used."""

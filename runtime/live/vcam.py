@@ -39,7 +39,7 @@ class VirtualCameraSink:
 
     @property
     def kept(self) -> str:
-        return f"{self.count} frames were sent to the virtual camera"
+        return f"{self.count} frames were sent to the virtual camera" if self.count else "nothing was sent"
 
     def write(self, frame: np.ndarray, t: float | None = None) -> None:
         """Frames go out as they come: a camera shows the newest, so ``t`` is not used."""
