@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test suite's receivers (tests/live/receivers.py)
 
+from notes_section import machine_sentence, write_section  # noqa: E402
+
 from mnm.atomic import write_text  # noqa: E402
 from mnm.runtime import machine, realtime  # noqa: E402
 from mnm.runtime.live.outputs import open_output  # noqa: E402
@@ -47,7 +49,6 @@ BLOCK = 16  # pixels per bit block, in the top row of the output
 WARMUP_S = 1.0  # frames captured in the first second are not counted (sessions warm up, players probe)
 LIVE_BEGIN = "<!-- LIVE: written by benchmarks/live_latency.py -->"
 LIVE_END = "<!-- END LIVE -->"
-NOTES_END = "<!-- END NOTES -->"
 
 
 def stamp(frame: np.ndarray, number: int) -> np.ndarray:
@@ -242,22 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     section = render(report, str(args.json) if args.json else "(not kept)")
     print(section)
     if args.markdown:
-        write_section(args.markdown, section)
+        write_section(args.markdown, section, LIVE_BEGIN, LIVE_END)
     return 0
 
 
 def render(report: dict, json_path: str) -> str:
-    m = report["machine"]
-    load = ", ".join(f"{v:.2f}" for v in m.get("load_average") or [])
-    load_end = ", ".join(f"{v:.2f}" for v in report.get("load_average_end") or [])
     lines = [
         LIVE_BEGIN,
         "### Live outputs: glass-to-glass latency (`benchmarks/live_latency.py`)",
         "",
-        f"Run {report['created']}: `{report['command']}`; numbers in `{json_path}`. Machine: {m['cpu']}, "
-        f"{m['physical_cores']} physical cores ({', '.join(m['cpu_features'])}), {m['memory_gib']} GiB; "
-        f"{', '.join(f'{k} {v}' for k, v in m['libraries'].items())}. Load average (1, 5, 15 min) {load} at the "
-        f"start, {load_end} at the end (the machine is shared: the numbers are noisy).",
+        f"Run {report['created']}: `{report['command']}`; numbers in `{json_path}`. "
+        + machine_sentence(report["machine"], report.get("load_average_end")),
         "",
         f"A synthetic camera at {report['fps']:g} fps, {report['frames']} frames per run, output "
         f"{report['size'][0]}x{report['size'][1]} (bicubic from S), onnxruntime CPU fp32; everything on loopback, "
@@ -284,20 +280,6 @@ def render(report: dict, json_path: str) -> str:
                 )
     lines.append(LIVE_END)
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the LIVE section inside the notes of RESULTS.md (or add it before the notes end)."""
-    text = path.read_text(encoding="utf-8")
-    if LIVE_BEGIN in text and LIVE_END in text:
-        head, rest = text.split(LIVE_BEGIN, 1)
-        text = head + section + rest.split(LIVE_END, 1)[1]
-    elif NOTES_END in text:
-        head, tail = text.split(NOTES_END, 1)
-        text = head.rstrip("\n") + "\n\n" + section + "\n" + NOTES_END + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    write_text(path, text)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ A keyframe every ``KEYFRAME_INTERVAL_S`` lets a receiver that joins late start w
 Frames carry their time on the output's timeline in milliseconds: the capture time in real time,
 else the next slot at the frame rate.
 
-A receiver cannot hold the loop: UDP (and RTP over it) sends without waiting for anyone, and TCP
-streams (RTMP, RTSP, SRT) give up after ``IO_TIMEOUT_S`` without progress (FFmpeg's ``rw_timeout``),
+A receiver cannot hold the loop: UDP (and RTP over it) sends without waiting for anyone, and
+connected streams (RTMP, RTSP, SRT) give up after ``IO_TIMEOUT_S`` without progress (``rw_timeout``),
 so a refused, vanished or stalled receiver ends the run with one line instead of a hang.
 """
 

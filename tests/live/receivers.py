@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -21,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from tests.debian import apt_install_missing
 
 NGINX = Path("/usr/sbin/nginx")
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -90,20 +90,7 @@ class UdpReceiver:
 @functools.cache
 def nginx_missing() -> str | None:
     """Why nginx-rtmp cannot run here, after installing it from Debian where we can; None when it can."""
-    if NGINX.exists() and RTMP_MODULE.exists():
-        return None
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return "nginx and libnginx-mod-rtmp are not installed and cannot be (needs root and apt-get)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "nginx", "libnginx-mod-rtmp"]
-    result = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
-    if result.returncode != 0:  # a fresh container has no package lists yet
-        subprocess.run(["apt-get", "update"], capture_output=True, env=env, timeout=600)
-        result = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
-    if result.returncode != 0 or not (NGINX.exists() and RTMP_MODULE.exists()):
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        return f"apt-get install nginx libnginx-mod-rtmp failed: {lines[-1] if lines else result.returncode}"
-    return None
+    return apt_install_missing(("nginx", "libnginx-mod-rtmp"), (NGINX, RTMP_MODULE))
 
 
 NGINX_CONF = """\

@@ -63,7 +63,7 @@ def test_fit_frame_is_bicubic_and_centred_on_black():
 
 
 def test_device_that_is_not_v4l2():
-    with pytest.raises(MnmError, match=r"^/dev/null: not a V4L2 device \(.*\); make a virtual camera with sudo modprobe"):
+    with pytest.raises(MnmError, match=r"^/dev/null: not a V4L2 device \(.*\); make a virtual camera with sudo"):
         open_loopback("/dev/null")
 
 
