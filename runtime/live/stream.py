@@ -34,6 +34,9 @@ IO_TIMEOUT_S = 5.0
 TIME_BASE = Fraction(1, 1000)
 UDP_PACKET_BYTES = 7 * 188
 """Seven MPEG-TS packets per datagram, so a lost datagram never splits a TS packet."""
+RTP_PACKET_BYTES = 12 + 188
+"""One TS packet per RTP datagram: FFmpeg's RTP packetizer holds TS packets back until a datagram is
+full (so a frame would wait for the next, and the last ones never leave); with room for one it holds none."""
 
 
 def import_av():
@@ -125,6 +128,8 @@ class StreamSink:
             options["omit_video_pes_length"] = "0"
         if self.target.scheme == "udp":
             options["pkt_size"] = str(UDP_PACKET_BYTES)
+        if self.target.scheme == "rtp":
+            options["pkt_size"] = str(RTP_PACKET_BYTES)
         if self.target.scheme == "rtsp":
             options["rtsp_transport"] = "tcp"
         return options

@@ -102,3 +102,10 @@ def test_server_that_never_answers_gives_up_in_bounded_time():
             sink.write(np.zeros((32, 32, 3), np.uint8))
         assert time.monotonic() - began < 10
         sink.close()
+
+
+def test_rtsp_with_no_server_is_one_line():
+    sink = StreamSink(classify(f"rtsp://127.0.0.1:{free_port()}/mnm"), 15, io_timeout_s=1.0)
+    with pytest.raises(MnmError, match=r"^rtsp://127\.0\.0\.1:\d+/mnm: cannot send the stream \(Connection refused\)$"):
+        sink.write(np.zeros((32, 32, 3), np.uint8))
+    sink.close()

@@ -53,3 +53,17 @@ def test_receiver_that_vanishes_does_not_stop_the_stream(clip, still):
     assert sink.count == report.frames_out == len(given) > 5
     received = decode(b"".join(data for _, data in receiver.datagrams), "mpegts")
     assert len(received) == 4  # it vanished while the 5th frame was being made, before it was sent
+
+
+def rtp_payloads(datagrams: list[bytes]) -> bytes:
+    """The MPEG-TS carried by RTP datagrams: each without its 12-byte header and CSRC list."""
+    assert all(d[0] >> 6 == 2 and d[1] & 0x7F == 33 for d in datagrams)  # RTP version 2, payload type MP2T
+    return b"".join(d[12 + 4 * (d[0] & 0x0F) :] for d in datagrams)
+
+
+def test_rtp_carries_mpegts_with_the_static_payload_type(clip, still):
+    receiver = UdpReceiver()
+    report, given, _ = animate_to(f"rtp://127.0.0.1:{receiver.port}", clip, still)
+    receiver.close()
+    frames = decode(rtp_payloads([data for _, data in receiver.datagrams]), "mpegts")
+    assert report.error is None and len(frames) == report.frames_out == len(given) > 0
