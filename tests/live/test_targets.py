@@ -104,3 +104,10 @@ def test_cli_vcam_without_a_virtual_camera(clip, still):
 def test_cli_srt_without_libsrt_or_receiver_is_one_line(clip, still):
     line = cli_error("--image", str(still), "--source", str(clip), "--out", "srt://127.0.0.1:9/x")
     assert line.startswith("error: srt://127.0.0.1:9/x: ")
+
+
+def test_cli_refuses_two_outputs_and_a_bad_size(clip, still):
+    both = cli_error("--image", str(still), "--source", str(clip), "--vcam", "--out", "udp://127.0.0.1:9")
+    assert both == "error: --vcam and --out: give one output (the virtual camera or a target)"
+    size = cli_error("--image", str(still), "--source", str(clip), "--out", "udp://127.0.0.1:9", "--size", "33")
+    assert size.startswith("error: --size 33: each side must be even")
