@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnm.errors import MnmError
 from mnm.runtime.live.sizing import fit_frame, parse_size
@@ -111,3 +112,20 @@ def test_cli_refuses_two_outputs_and_a_bad_size(clip, still):
     assert both == "error: --vcam and --out: give one output (the virtual camera or a target)"
     size = cli_error("--image", str(still), "--source", str(clip), "--out", "udp://127.0.0.1:9", "--size", "33")
     assert size.startswith("error: --size 33: each side must be even")
+
+
+def test_files_need_no_live_extra_and_take_size(clip, still, tmp_path):
+    """The base install has neither PyAV nor pyvirtualcam: files still work, resized by --size."""
+    out = tmp_path / "out.gif"
+    argv = ["animate", str(DEMO), "--image", str(still), "--source", str(clip), "--out", str(out), "--size", "48"]
+    blocked = "import sys; sys.modules['av'] = None; sys.modules['pyvirtualcam'] = None; "
+    result = run_python(blocked + f"from mnm.cli import run; sys.exit(run({argv!r}))", block_torch=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as gif:
+        assert gif.size == (48, 48)
+
+
+def test_stream_without_pyav_is_one_line(clip, still):
+    line = cli_error("--image", str(still), "--source", str(clip), "--out", "udp://127.0.0.1:9",
+                     prefix="import sys; sys.modules['av'] = None; ")
+    assert line == "error: --out STREAM needs PyAV: pip install 'mnm[live]'"
