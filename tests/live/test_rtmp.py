@@ -4,6 +4,8 @@ it, refused by it, lost in the middle, and a server that accepts and never answe
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -109,3 +111,25 @@ def test_rtsp_with_no_server_is_one_line():
     with pytest.raises(MnmError, match=r"^rtsp://127\.0\.0\.1:\d+/mnm: cannot send the stream \(Connection refused\)$"):
         sink.write(np.zeros((32, 32, 3), np.uint8))
     sink.close()
+
+
+def test_server_that_stops_reading_mid_stream_gives_up_in_bounded_time(tmp_path):
+    """nginx frozen (SIGSTOP) while frames of noise fill the socket buffers: the write that cannot
+    make progress for ``io_timeout_s`` ends the stream with one line instead of blocking for ever."""
+    if reason := nginx_missing():
+        pytest.skip(reason)
+    server = RtmpServer(tmp_path / "nginx")
+    sink = StreamSink(classify(server.url("frozen")), 15, io_timeout_s=1.0)
+    noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    try:
+        sink.write(noise)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        with pytest.raises(MnmError, match=r"the stream stopped after \d+ frames \(Connection timed out\)$"):
+            for _ in range(2000):  # a few megabytes of socket buffers, then the timeout
+                sink.write(np.roll(noise, sink.count, axis=1))
+        assert time.monotonic() - frozen < 30
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        sink.close()
+        server.stop()
