@@ -82,11 +82,12 @@ def animate(
     try:
         out_fps = fps or src.fps or DEFAULT_FPS
         sink = outputs.open_output(out, vcam, out_fps)
+        live_out = outputs.is_live(sink)
         pipe = open_pipeline(bundle, backend, max_batch=1, verbose=verbose, fit=fit, precision=precision)
         animator = pipe.animator(static, mode=mode, box=pose_box)
         if show:
             window = display.Window()
-        live = realtime or src.live or outputs.is_live(sink)
+        live = realtime or src.live or live_out
         report = loop.run(
             src,
             animator.frame if out_size is None else lambda frame: fit_frame(animator.frame(frame), out_size),
@@ -108,7 +109,7 @@ def animate(
         typer.echo(line)
     if sink is not None and written:
         timing = f", {duration:.2f} s at {out_fps:g} fps" if duration is not None else ""
-        typer.echo(sink.summary if outputs.is_live(sink) else f"wrote {out} ({written} frames{timing})")
+        typer.echo(sink.summary if live_out else f"wrote {out} ({written} frames{timing})")
     for note in report.notes:
         typer.echo(f"note: {note}", err=True)
     if json_path is not None:
@@ -123,7 +124,7 @@ def animate(
         }
         write_text(json_path, json.dumps(data, indent=2) + "\n")
 
-    if outputs.is_live(sink):
+    if live_out:
         kept = sink.kept
     else:
         kept = f"kept the {written} frames produced in {out}" if written else "nothing was written"
