@@ -22,7 +22,18 @@ def animate(
     image: Path = typer.Option(..., "--image", help="Static image: background, shape and texture come from it."),
     source: str = typer.Option(..., "--source", help="Video file, folder of frames, or webcam index (0, 1, ...)."),
     mode: str = typer.Option("code", "--mode", help="code: pose from each frame; feature: pose and shape."),
-    out: Path | None = typer.Option(None, "--out", help="Output: FILE.gif, FILE.mp4, or a folder of numbered PNGs."),
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        help="Output: FILE.gif, FILE.mp4, a folder of numbered PNGs, a stream (udp://HOST:PORT, rtp://, srt://, "
+        "rtmp://HOST/APP/KEY, rtsp://) or a V4L2 device (/dev/videoN); streams and devices run in real time.",
+    ),
+    vcam: bool = typer.Option(
+        False, "--vcam", help="Send to the platform's virtual camera (pip install 'mnm[live]'; docs/realtime.md)."
+    ),
+    size: str | None = typer.Option(
+        None, "--size", help="Output size N or WxH (even sides), resized from the model's S: bicubic up, area down."
+    ),
     show: bool = typer.Option(False, "--show", help="Show the frames in a window (needs GUI OpenCV); q or Esc stops."),
     fps: float | None = typer.Option(None, "--fps", help="Output frame rate (default: the video's, else 15)."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many output frames."),
@@ -51,6 +62,8 @@ def animate(
     from mnm.runtime import realtime as loop
     from mnm.runtime import video
     from mnm.runtime import window as display
+    from mnm.runtime.live import outputs
+    from mnm.runtime.live.sizing import fit_frame, parse_size
     from mnm.runtime.requests import parse_box
 
     if mode not in ("code", "feature"):
@@ -61,26 +74,28 @@ def animate(
         raise MnmError(f"--fps: must be positive, got {fps:g}")
     if max_frames is not None and max_frames < 1:
         raise MnmError(f"--max-frames: must be at least 1, got {max_frames}")
-    if out is None and not show:
-        raise MnmError("nowhere to put the frames: give --out FILE.gif|FILE.mp4|FOLDER, --show, or both")
+    if out is None and not vcam and not show:
+        raise MnmError("nowhere to put the frames: give --out FILE.gif|FILE.mp4|FOLDER|STREAM|DEVICE, --vcam, --show")
     if show and (problem := display.gui_problem()):
         raise MnmError(f"--show: {problem}")
     pose_box = parse_box(box) if box is not None else None
+    out_size = parse_size(size) if size is not None else None
     static = load_image(image)  # every input is checked before the bundle is opened
 
     src = video.open_source(source)
     window = None
     try:
         out_fps = fps or src.fps or DEFAULT_FPS
-        sink = video.open_sink(out, out_fps) if out is not None else None
+        sink = outputs.open_output(out, vcam, out_fps)
+        live_out = outputs.is_live(sink)
         pipe = open_pipeline(bundle, backend, max_batch=1, verbose=verbose, fit=fit, precision=precision)
         animator = pipe.animator(static, mode=mode, box=pose_box)
         if show:
             window = display.Window()
-        live = realtime or src.live
+        live = realtime or src.live or live_out
         report = loop.run(
             src,
-            animator.frame,
+            animator.frame if out_size is None else lambda frame: fit_frame(animator.frame(frame), out_size),
             sink,
             window,
             realtime=live,
@@ -99,7 +114,7 @@ def animate(
         typer.echo(line)
     if sink is not None and written:
         timing = f", {duration:.2f} s at {out_fps:g} fps" if duration is not None else ""
-        typer.echo(f"wrote {out} ({written} frames{timing})")
+        typer.echo(sink.summary if live_out else f"wrote {out} ({written} frames{timing})")
     for note in report.notes:
         typer.echo(f"note: {note}", err=True)
     if json_path is not None:
@@ -107,14 +122,17 @@ def animate(
             **report.to_dict(),
             "mode": mode,
             "backend": backend,
-            "output": None if out is None else str(out),
+            "output": "virtual camera" if vcam else out,
             "frames_written": written,
             "output_fps": out_fps,
             "output_duration_s": duration,
         }
         write_text(json_path, json.dumps(data, indent=2) + "\n")
 
-    kept = f"kept the {written} frames produced in {out}" if written else "nothing was written"
+    if live_out:
+        kept = sink.kept
+    else:
+        kept = f"kept the {written} frames produced in {out}" if written else "nothing was written"
     if allow_short and isinstance(report.error, video.SourceEndedEarly):
         typer.echo(f"note: {report.error} (allowed by --allow-short)", err=True)
     elif report.error is not None:
