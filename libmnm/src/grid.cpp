@@ -1,5 +1,7 @@
 #include "grid.hpp"
 
+#include <algorithm>
+
 #include <opencv2/imgproc.hpp>
 
 #include "failure.hpp"
@@ -13,6 +15,7 @@ constexpr int FONT = cv::FONT_HERSHEY_SIMPLEX;
 constexpr double FONT_SCALE = 0.38;
 const cv::Scalar INK(30, 30, 30);
 constexpr uint8_t WHITE = 255, TILE = 225;
+const char *const FIXED_HEADING = "same in every cell:";
 
 int text_width(const std::string &text)
 {
@@ -62,7 +65,7 @@ void place(cv::Mat &canvas, const cv::Mat &tile, const std::string &label, int x
 } // namespace
 
 Rgb compose_grid(const std::vector<Rgb> &cells, const std::vector<Axis> &rows, const std::optional<Axis> &cols,
-                 const std::string &caption)
+                 const std::string &caption, const std::vector<Axis> &fixed)
 {
     int n_rows = rows.empty() ? 1 : int(rows[0].labels.size());
     int n_cols = cols ? int(cols->labels.size()) : 1;
@@ -78,39 +81,53 @@ Rgb compose_grid(const std::vector<Rgb> &cells, const std::vector<Axis> &rows, c
     if (cols)
         for (const auto &t : cols->thumbnails)
             col_tiles = col_tiles || t.has_value();
-    int top = (caption.empty() ? 0 : TITLE_H) + (col_tiles ? TITLE_H + step_y : cols ? TITLE_H : 0);
+    bool names_line = !rows.empty() || (cols && !col_tiles);
+    int top = (caption.empty() ? 0 : TITLE_H) + (fixed.empty() ? 0 : TITLE_H + step_y + LABEL_H) +
+              (col_tiles ? TITLE_H + step_y : 0) + (names_line ? TITLE_H : 0);
     int height = top + n_rows * step_y + PAD;
-    int width = std::max(left + n_cols * step_x + PAD, text_width(caption) + 2 * PAD);
+    int width = std::max({left + n_cols * step_x + PAD, text_width(caption) + 2 * PAD,
+                          int(fixed.size()) * step_x + PAD, fixed.empty() ? 0 : text_width(FIXED_HEADING) + 2 * PAD});
     Rgb out(width, height);
     cv::Mat canvas = view(out);
     canvas.setTo(cv::Scalar(WHITE, WHITE, WHITE));
-    int y0 = PAD;
+    int y = PAD;
     if (!caption.empty()) {
-        put_text(canvas, caption, PAD, y0, width - PAD);
-        y0 += TITLE_H;
+        put_text(canvas, caption, PAD, y, width - PAD);
+        y += TITLE_H;
+    }
+    if (!fixed.empty()) {
+        put_text(canvas, FIXED_HEADING, PAD, y, width - PAD);
+        for (size_t k = 0; k < fixed.size(); ++k) {
+            int x = PAD + int(k) * step_x;
+            place(canvas, thumb(fixed[k], 0, cell), fixed[k].name, x, y + TITLE_H);
+            put_text(canvas, fixed[k].labels[0], x, y + TITLE_H + cell + 1 + LABEL_H, cell);
+        }
+        y += TITLE_H + step_y + LABEL_H;
     }
     if (col_tiles) {
-        put_text(canvas, cols->name, left + PAD, y0, n_cols * step_x);
+        put_text(canvas, cols->name, left + PAD, y, n_cols * step_x);
         for (int j = 0; j < n_cols; ++j)
-            place(canvas, thumb(*cols, size_t(j), cell), cols->labels[size_t(j)], left + PAD + j * step_x, y0 + TITLE_H);
-        y0 += TITLE_H + step_y;
-    } else if (cols) {
-        for (int j = 0; j < n_cols; ++j)
-            put_text(canvas, cols->labels[size_t(j)], left + PAD + j * step_x, y0, cell, true);
-        y0 += TITLE_H;
+            place(canvas, thumb(*cols, size_t(j), cell), cols->labels[size_t(j)], left + PAD + j * step_x, y + TITLE_H);
+        y += TITLE_H + step_y;
     }
-    for (size_t a = 0; a < rows.size(); ++a) {
-        int x = PAD + int(a) * step_x;
-        put_text(canvas, rows[a].name, x, y0 - TITLE_H, step_x - PAD);
+    if (names_line) {
+        for (size_t a = 0; a < rows.size(); ++a)
+            put_text(canvas, rows[a].name, PAD + int(a) * step_x, y, step_x - PAD);
+        if (cols && !col_tiles)
+            for (int j = 0; j < n_cols; ++j)
+                put_text(canvas, cols->labels[size_t(j)], left + PAD + j * step_x, y, cell, true);
+        y += TITLE_H;
+    }
+    for (size_t a = 0; a < rows.size(); ++a)
         for (int i = 0; i < n_rows; ++i)
-            place(canvas, thumb(rows[a], size_t(i), cell), rows[a].labels[size_t(i)], x, y0 + i * step_y);
-    }
+            place(canvas, thumb(rows[a], size_t(i), cell), rows[a].labels[size_t(i)], PAD + int(a) * step_x,
+                  y + i * step_y);
     for (size_t index = 0; index < cells.size(); ++index) {
         int i = int(index) / n_cols, j = int(index) % n_cols;
         cv::Mat big = view(cells[index]);
         if (scale > 1)
             cv::resize(view(cells[index]), big, cv::Size(cell, cell), 0, 0, cv::INTER_NEAREST);
-        big.copyTo(canvas(cv::Rect(left + PAD + j * step_x, y0 + i * step_y, cell, cell)));
+        big.copyTo(canvas(cv::Rect(left + PAD + j * step_x, y + i * step_y, cell, cell)));
     }
     return out;
 }

@@ -234,12 +234,13 @@ GridResult Pipeline::grid(std::vector<FactorPtr> background, std::vector<FactorP
             rows.push_back(axis_of(varying[a], positions));
         }
     }
-    std::string fixed;
+    std::vector<Axis> fixed;
     for (size_t k = 0; k < 4; ++k)
-        if (axes[k]->size() == 1 && !(KINDS[k] == Kind::Shape && !(*axes[k])[0]))
-            fixed += (fixed.empty() ? "" : ", ") + std::string(kind_name(KINDS[k])) + ": " + label((*axes[k])[0]);
-    std::string caption = std::string(mode_name(mode)) + " mode" + (fixed.empty() ? "" : "; " + fixed);
-    result.image = compose_grid(result.cells, rows, cols, caption);
+        if (axes[k]->size() == 1 && (*axes[k])[0])
+            fixed.push_back(axis_of(k, {0}));
+    std::string caption =
+        std::string(mode_name(mode)) + " mode" + (mode == Mode::Feature ? "; shape and pose from the pose reference" : "");
+    result.image = compose_grid(result.cells, rows, cols, caption, fixed);
     return result;
 }
 
