@@ -46,7 +46,7 @@ DEMO = ROOT / "mnm" / "assets" / "demo" / "bundle"
 TARGETS = ("file", "udp", "rtmp")
 BITS = 12  # frame numbers up to 4095
 BLOCK = 16  # pixels per bit block, in the top row of the output
-WARMUP_S = 1.0  # frames captured in the first second are not counted (sessions warm up, players probe)
+WARMUP_S = 2.0  # frames captured in the first 2 s are not counted (sessions warm up, players probe)
 LIVE_BEGIN = "<!-- LIVE: written by benchmarks/live_latency.py -->"
 LIVE_END = "<!-- END LIVE -->"
 
@@ -113,7 +113,7 @@ class UdpPlayer(threading.Thread):
     def run(self) -> None:
         import av
 
-        options = {"analyzeduration": "0", "probesize": "32", "fflags": "+noparse+nofillin"}
+        options = {"analyzeduration": "1", "probesize": "32", "fpsprobesize": "0", "fflags": "+noparse+nofillin"}
         try:
             with av.open(self.url, format="mpegts", timeout=(30, self.quiet_s), options=options) as container:
                 for frame in container.decode(video=0):
@@ -164,7 +164,6 @@ def run_target(target: str, pipeline: Pipeline, still: np.ndarray, mode: str, ar
     report = realtime.run(camera, process, sink, realtime=True, show_progress=False)
     if player is not None:
         player.join(30)
-    warm = min(camera.captured.values()) + WARMUP_S
     result = {
         "target": target,
         "frames_in": report.frames_in, "frames_out": report.frames_out, "drops": report.drops,
@@ -172,6 +171,11 @@ def run_target(target: str, pipeline: Pipeline, still: np.ndarray, mode: str, ar
         "fps": round(report.fps, 2), "loop_latency_ms": report.latency_ms, "inference_ms": report.inference_ms,
     }
     if player is not None:
+        # Steady state: frames captured once the receiver shows pictures (its start-up, probing the
+        # stream, is not the output's latency) and after the first WARMUP_S seconds.
+        warm = min(camera.captured.values()) + WARMUP_S
+        if player.frames:
+            warm = max(warm, player.frames[0][0])
         latencies, unreadable = [], 0
         for decoded_at, frame in player.frames:
             number = read_stamp(frame)
@@ -258,7 +262,8 @@ def render(report: dict, json_path: str) -> str:
         f"A synthetic camera at {report['fps']:g} fps, {report['frames']} frames per run, output "
         f"{report['size'][0]}x{report['size'][1]} (bicubic from S), onnxruntime CPU fp32; everything on loopback, "
         "the receiver in the same process. Glass to glass: capture of a frame to its decoded picture at the "
-        "receiver (the frame number is drawn into the picture); the first second of each run is not counted. "
+        "receiver (the frame number is drawn into the picture); frames captured in the first 2 s, or before the "
+        "receiver showed its first picture (its start-up), are not counted. "
         "Loop: capture to the frame handed to the output (for the file, to the MP4 writer). "
         "fps: frames out per second of the run.",
         "",

@@ -187,7 +187,7 @@ class RtmpPlayer(threading.Thread):
         import av
 
         # Probe little (the stream has no audio to wait for); the frames read while probing are kept.
-        options = {"analyzeduration": "0", "probesize": "2048", "rtmp_live": "live"}
+        options = {"analyzeduration": "1", "probesize": "32", "fpsprobesize": "0", "rtmp_live": "live"}
         try:
             with av.open(self.url, timeout=(20, self.quiet_s), options=options) as container:
                 for frame in container.decode(video=0):

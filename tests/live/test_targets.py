@@ -129,3 +129,17 @@ def test_stream_without_pyav_is_one_line(clip, still):
     line = cli_error("--image", str(still), "--source", str(clip), "--out", "udp://127.0.0.1:9",
                      prefix="import sys; sys.modules['av'] = None; ")
     assert line == "error: --out STREAM needs PyAV: pip install 'mnm[live]'"
+
+
+def test_v4l2_requests_match_the_kernel_layouts():
+    """The ioctl numbers are _IOR('V', 0, 104 bytes) and _IOWR('V', 5, 208 bytes), as <linux/videodev2.h>
+    defines them on 64-bit Linux; a wrong size would make the kernel refuse every request."""
+    from mnm.runtime.live import v4l2
+
+    def ioc(direction: int, number: int, size: int) -> int:
+        return direction << 30 | size << 16 | ord("V") << 8 | number
+
+    assert (v4l2.CAPABILITY.size, v4l2.FORMAT.size) == (104, 208)
+    assert ioc(2, 0, v4l2.CAPABILITY.size) == v4l2.VIDIOC_QUERYCAP
+    assert ioc(3, 5, v4l2.FORMAT.size) == v4l2.VIDIOC_S_FMT
+    assert ord("Y") | ord("U") << 8 | ord("1") << 16 | ord("2") << 24 == v4l2.V4L2_PIX_FMT_YUV420
