@@ -10,8 +10,7 @@ the next) runs with ``bash -c`` in the copy and must exit 0. What cannot be past
   named in its comment must answer with the web page, then Ctrl-C (SIGINT) must stop it cleanly;
 - the published models are files the user downloads: stand-ins in the published format (the
   authors' tensor names and order, reduced widths, ``torch.save`` pickles) are put where the
-  README says to put them;
-- the C++ block needs the native library's sources: skipped while ``libmnm/CMakeLists.txt`` is absent.
+  README says to put them.
 
 Slow by nature (a fresh virtual environment, the base install, the serve and train extras from
 pip's cache, an export): a few minutes.
@@ -144,8 +143,6 @@ def published_stand_ins(folder: Path) -> None:
 def test_readme_walk(name, clone):
     if failed:
         pytest.skip(f"an earlier block of the walk failed ({', '.join(failed)}); this one builds on it")
-    if name == "cpp" and not (clone / "libmnm" / "CMakeLists.txt").exists():
-        pytest.skip("the native C library is not on this branch yet (libmnm/CMakeLists.txt is absent)")
     if name == "published":
         published_stand_ins(clone)
     failed.append(name)
