@@ -57,7 +57,8 @@ cpp:
 	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; }; \
 	fi
 	@set -e; \
-	if [ -n "$(ONNXRUNTIME_ROOT)" ]; then ort_lib="$(ONNXRUNTIME_ROOT)/lib/libonnxruntime.so.1"; else \
+	if [ -n "$(ONNXRUNTIME_ROOT)" ]; then \
+	  ort_lib="$(ONNXRUNTIME_ROOT)/lib/libonnxruntime.so.1"; [ -e "$$ort_lib" ] || ort_lib=""; else \
 	  ort_lib=$$($(ORT_WHEEL_LIB)); \
 	  if [ -z "$$ort_lib" ] || [ "$$(echo "$$ort_lib" | sed 's/.*\.so\.1\.\([0-9]*\).*/\1/')" -lt $(ORT_MIN_MINOR) ]; then \
 	    [ -x $(BIN)/python ] || $(PY) -m venv $(VENV); \
@@ -74,7 +75,7 @@ cpp:
 	cmake -S examples/cpp -B $(CPP)/examples-build -DCMAKE_BUILD_TYPE=Release -DMNM_WERROR=ON \
 	  -Dmnm_DIR=$(CURDIR)/$(CPP)/libmnm-build -DCMAKE_RUNTIME_OUTPUT_DIRECTORY=$(CURDIR)/$(CPP) >/dev/null; \
 	cmake --build $(CPP)/examples-build --parallel 2; \
-	echo "built $(CPP)/libmnm.so (ONNX Runtime from $$ort_lib), $(CPP)/include, $(CPP)/mnm-mix, $(CPP)/mnm-animate"
+	echo "built $(CPP)/libmnm.so (ONNX Runtime found at build time: $${ort_lib:-none}), $(CPP)/include, $(CPP)/mnm-mix, $(CPP)/mnm-animate"
 
 # The library, its headers, mnm.pc and the CMake package under PREFIX (make cpp-install PREFIX=/opt/mnm).
 cpp-install: cpp

@@ -51,11 +51,12 @@
  * fully in the child.
  *
  * Finding ONNX Runtime
- * mnm_pipeline_open loads libonnxruntime (C API version MNM_ORT_API_VERSION or newer) once per
- * process, looking in this order: options.onnxruntime_library; the MNM_ONNXRUNTIME environment
- * variable; the library found when libmnm was built; the system's search path ("libonnxruntime.so.1").
- * The first library that loads is used for the rest of the process. A library that is missing or
- * too old gives MNM_ERR_BACKEND with a message that says what was looked for where.
+ * mnm_pipeline_open loads libonnxruntime (ONNX Runtime 1.21 or newer: its C API version 21) once
+ * per process: options.onnxruntime_library when given (that library only), else the MNM_ONNXRUNTIME
+ * environment variable when set (that library only), else the library found when libmnm was built,
+ * then "libonnxruntime.so.1" from the system's search path. The first library that loads is used for
+ * the rest of the process. A library that is missing, is not ONNX Runtime or is too old gives
+ * MNM_ERR_BACKEND with a message that says what was looked for where.
  */
 #ifndef MNM_H
 #define MNM_H

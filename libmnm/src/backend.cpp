@@ -275,16 +275,4 @@ std::unique_ptr<Backend> create_backend(const Bundle &bundle, const OrtLibrary &
     throw Failure(MNM_ERR_BACKEND, "no backend can run here: " + skipped);
 }
 
-Tensor stack(size_t count, const std::vector<int64_t> &row_shape, const std::function<const float *(size_t)> &row)
-{
-    Tensor t;
-    t.shape.push_back(int64_t(count));
-    t.shape.insert(t.shape.end(), row_shape.begin(), row_shape.end());
-    size_t n = t.row_size();
-    t.data.resize(n * count);
-    for (size_t i = 0; i < count; ++i)
-        std::copy(row(i), row(i) + n, t.data.data() + i * n);
-    return t;
-}
-
 } // namespace mnm

@@ -189,6 +189,16 @@ std::shared_ptr<OpenPipeline> open_pipeline(const mnm_pipeline *pipeline)
     return std::static_pointer_cast<OpenPipeline>(use_handle(number(pipeline, "pipeline"), HandleKind::Pipeline));
 }
 
+// The int a C caller stored in an enum field: C allows any int there, a C++ load of an enum
+// outside its values is undefined, so it is read as the int it is.
+template <class Enum> int int_of(const Enum &field)
+{
+    static_assert(sizeof(Enum) == sizeof(int), "mnm.h enums are int-sized");
+    int value;
+    std::memcpy(&value, &field, sizeof value);
+    return value;
+}
+
 Mode mode_of(int value, const Pipeline &pipeline)
 {
     if (value != MNM_MODE_CODE && value != MNM_MODE_FEATURE)
@@ -292,7 +302,7 @@ MNM_API const char *mnm_last_error(void) { return error_view; }
 
 MNM_API const char *mnm_status_name(mnm_status status)
 {
-    switch (status) {
+    switch (int_of(status)) {
     case MNM_OK: return "MNM_OK";
     case MNM_ERR_ARGUMENT: return "MNM_ERR_ARGUMENT";
     case MNM_ERR_NOT_FOUND: return "MNM_ERR_NOT_FOUND";
@@ -407,8 +417,8 @@ MNM_API mnm_status mnm_mix(mnm_pipeline *pipeline, const mnm_mix_request *reques
         Pipeline &p = *state->pipeline;
         int s = p.config().image_size;
         check_output(out, s, s, "out");
-        Mode mode = mode_of(r.mode, p);
-        Stitch stitch = stitch_of(r.stitch);
+        Mode mode = mode_of(int_of(r.mode), p);
+        Stitch stitch = stitch_of(int_of(r.stitch));
         CallImages images;
         MixFactors mix{factor_of(r.background, Kind::Background, images, ""), factor_of(r.pose, Kind::Pose, images, ""),
                        factor_of(r.shape, Kind::Shape, images, ""), factor_of(r.texture, Kind::Texture, images, "")};
@@ -429,8 +439,8 @@ MNM_API mnm_status mnm_grid(mnm_pipeline *pipeline, const mnm_grid_request *requ
         auto state = open_pipeline(pipeline);
         Pipeline &p = *state->pipeline;
         int s = p.config().image_size;
-        Mode mode = mode_of(r.mode, p);
-        Stitch stitch = stitch_of(r.stitch);
+        Mode mode = mode_of(int_of(r.mode), p);
+        Stitch stitch = stitch_of(int_of(r.stitch));
         CallImages images;
         auto background = factor_list(r.background, r.n_background, Kind::Background, images);
         auto pose = factor_list(r.pose, r.n_pose, Kind::Pose, images);
@@ -518,7 +528,7 @@ MNM_API mnm_status mnm_animator_open(mnm_pipeline *pipeline, const mnm_image *st
         mnm_animator_options o = read_struct(options, ANIMATOR_DEFAULTS, "options", "MNM_ANIMATOR_OPTIONS_INIT");
         uint64_t owner = number(pipeline, "pipeline");
         auto state = open_pipeline(pipeline);
-        Mode mode = mode_of(o.mode, *state->pipeline);
+        Mode mode = mode_of(int_of(o.mode), *state->pipeline);
         Rgb image = copy_in(static_image, "static_image");
         auto animator = std::make_shared<OpenAnimator>();
         animator->animator = std::make_unique<Animator>(*state->pipeline, image, mode, box_of(o.static_box),

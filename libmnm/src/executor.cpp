@@ -1,5 +1,6 @@
 #include "executor.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "failure.hpp"
@@ -29,7 +30,14 @@ RefPtr make_ref(std::vector<float> array)
 std::pair<std::string, Tensor> stacked(const std::string &name, const std::vector<int64_t> &row_shape,
                                        const std::vector<const float *> &rows)
 {
-    return {name, stack(rows.size(), row_shape, [&](size_t i) { return rows[i]; })};
+    Tensor t;
+    t.shape.push_back(int64_t(rows.size()));
+    t.shape.insert(t.shape.end(), row_shape.begin(), row_shape.end());
+    size_t n = t.row_size();
+    t.data.resize(n * rows.size());
+    for (size_t i = 0; i < rows.size(); ++i)
+        std::copy(rows[i], rows[i] + n, t.data.data() + i * n);
+    return {name, std::move(t)};
 }
 
 Executor::Executor(const ModelConfig &config, const Backend &backend, int max_batch, size_t cache_size)

@@ -5,6 +5,7 @@
 #ifndef MNM_SRC_EXECUTOR_HPP
 #define MNM_SRC_EXECUTOR_HPP
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>

@@ -18,7 +18,7 @@ public:
     std::string hex();                       // ends the hash: 64 lowercase hex digits
 
 private:
-    void block(const uint8_t *chunk);
+    void blocks(const uint8_t *data, size_t count); // count whole 64-byte blocks
     std::array<uint32_t, 8> state_;
     std::array<uint8_t, 64> buffer_{};
     size_t buffered_ = 0;

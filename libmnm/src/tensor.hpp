@@ -3,7 +3,6 @@
 #define MNM_SRC_TENSOR_HPP
 
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -24,9 +23,6 @@ struct Tensor {
     }
     const float *row(size_t i) const { return data.data() + i * row_size(); }
 };
-
-// Stacks `count` rows of `row_shape` (each from row(i)) into one tensor [count, row_shape...].
-Tensor stack(size_t count, const std::vector<int64_t> &row_shape, const std::function<const float *(size_t)> &row);
 
 using Feeds = std::vector<std::pair<std::string, Tensor>>; // graph input name -> value
 using Outputs = std::map<std::string, Tensor>;             // graph output name -> value

@@ -52,7 +52,7 @@ int close_while_in_calls(const char *bundle, const std::vector<mnm::Image> &pict
     mnm_pipeline *pipe = nullptr;
     if (mnm_pipeline_open(bundle, nullptr, &pipe) != MNM_OK)
         return -1;
-    std::atomic<int> clean{0};
+    std::atomic<int> clean{0}, running{0}; // running: threads that have made two calls
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t)
         threads.emplace_back([&, t] {
@@ -68,13 +68,16 @@ int close_while_in_calls(const char *bundle, const std::vector<mnm::Image> &pict
                 mnm_image out{};
                 status = t % 2 ? mnm_animator_frame(animator, image, &out) : mnm_mix(pipe, &request, &out);
                 mnm_image_free(&out);
+                running += calls == 1 && status == MNM_OK;
             }
             ok = ok && status == MNM_ERR_CLOSED && calls > 1;
             ok = ok && mnm_mix(pipe, &request, nullptr) == MNM_ERR_CLOSED; // and from then on
             ok = ok && mnm_animator_close(animator) == MNM_OK;
             clean += ok;
         });
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (int waited = 0; running.load() < kThreads && waited < 60000; waited += 10) // then close under them
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
     bool closed = mnm_pipeline_close(pipe) == MNM_OK;
     for (std::thread &thread : threads)
         thread.join();
