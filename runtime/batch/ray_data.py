@@ -38,13 +38,19 @@ class WindowMixer:
     def __init__(self, job: Job, bundle: str, target: str, pipeline_options: dict):
         from mnm.runtime.pipeline import Pipeline
 
-        self.job, self.store = job, open_store(target)
-        self.pipe = Pipeline(bundle, **pipeline_options)
+        self.job, self.failure = job, ""
+        try:  # a worker that cannot start (say, its backend) answers every window with why, in one line
+            self.store = open_store(target)
+            self.pipe = Pipeline(bundle, **pipeline_options)
+        except MnmError as exc:
+            self.failure = str(exc)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tallies, errors = [], []
         for offset, line, count in zip(batch["offset"], batch["first_line"], batch["rows"], strict=True):
             try:
+                if self.failure:
+                    raise MnmError(self.failure)
                 rows = read_window(self.job.plan, int(offset), int(line), int(count))
                 tallies.append((int(count), mix_rows(self.pipe, self.job, rows, self.store)))
                 errors.append("")
