@@ -68,6 +68,7 @@ def run_batch(bundle: Path, plan_path: Path, out: str, *, mode: str, seed: int, 
     from mnm.cli.pipeline import open_pipeline
     from mnm.progress import track
     from mnm.provenance import sha256_file
+    from mnm.runtime.backends import check_name
     from mnm.runtime.batch import manifest, runner
     from mnm.runtime.batch.index import records, write_index
     from mnm.runtime.batch.mixing import Job
@@ -81,6 +82,7 @@ def run_batch(bundle: Path, plan_path: Path, out: str, *, mode: str, seed: int, 
     if (address or workers != 2) and not ray:
         raise MnmError("--address and --workers go with --ray")
     check_precision_name(precision, "--precision")
+    check_name(backend)
     plan = Plan(plan_path, mode, boxes, stitch)
     found = scan(plan, runner.SCAN_WINDOW, keep_going)
     if found.bad:
@@ -88,6 +90,7 @@ def run_batch(bundle: Path, plan_path: Path, out: str, *, mode: str, seed: int, 
     store = open_store(out)
     if ray:
         opened = Bundle.open(bundle)
+        opened.check_precision(precision)  # the workers open their pipelines later; refuse here, before any work
         pipe = None
     else:
         pipe = open_pipeline(bundle, backend, max_batch, threads, verbose, fit=fit, precision=precision)

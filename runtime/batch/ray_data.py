@@ -38,13 +38,19 @@ class WindowMixer:
     def __init__(self, job: Job, bundle: str, target: str, pipeline_options: dict):
         from mnm.runtime.pipeline import Pipeline
 
-        self.job, self.store = job, open_store(target)
-        self.pipe = Pipeline(bundle, **pipeline_options)
+        self.job, self.failure = job, ""
+        try:  # a worker that cannot start (say, its backend) answers every window with why, in one line
+            self.store = open_store(target)
+            self.pipe = Pipeline(bundle, **pipeline_options)
+        except MnmError as exc:
+            self.failure = str(exc)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tallies, errors = [], []
         for offset, line, count in zip(batch["offset"], batch["first_line"], batch["rows"], strict=True):
             try:
+                if self.failure:
+                    raise MnmError(self.failure)
                 rows = read_window(self.job.plan, int(offset), int(line), int(count))
                 tallies.append((int(count), mix_rows(self.pipe, self.job, rows, self.store)))
                 errors.append("")
@@ -76,7 +82,7 @@ def ray_session(address: str | None, workers: int):
     local = {"_node_ip_address": "127.0.0.1", "num_cpus": workers,
              "object_store_memory": LOCAL_OBJECT_STORE_BYTES} if address is None else {}
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, **local)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad address
         where = f"join the Ray cluster at {address}" if address else "start Ray"
         raise MnmError(f"cannot {where}: {exc}") from None
@@ -93,6 +99,7 @@ def mix_on_ray(job: Job, windows, bundle: str, target: str, pipeline_options: di
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours reports rows; Ray's would interleave on stderr
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its plan and timing lines: in Ray's session logs
     items = [{"offset": o, "first_line": line, "rows": n} for o, line, n in windows]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         WindowMixer, fn_constructor_args=(job, bundle, target, pipeline_options),

@@ -39,9 +39,10 @@ def mixed_plan(path: Path, refs: list[Path], n: int = 64) -> Path:
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """sha256 of every image under ``folder`` (not the manifest), by relative name."""
+    """sha256 of every finished image under ``folder`` (not the manifest, not a temporary file), by name."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in (".png", ".jpg")}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix in (".png", ".jpg") and not p.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")

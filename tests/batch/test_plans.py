@@ -127,9 +127,12 @@ def test_bad_options_are_one_line(tiny_bundle, tmp_path):
     plan = write_plan(tmp_path / "plan.csv", [("random", "random", "random", "random", "")])
     for args, message in ((["--shard", "2/2"], "--shard: expected I/N with 0 <= I < N"),
                           (["--shard", "0/2", "--ray"], "--shard and --ray"),
-                          (["--workers", "3"], "--address and --workers go with --ray")):
+                          (["--workers", "3"], "--address and --workers go with --ray"),
+                          (["--ray", "--backend", "gpu-please"], "unknown backend 'gpu-please'"),
+                          (["--ray", "--precision", "int8"], "the bundle has no INT8 graphs")):
         result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "out", *args)
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert not (tmp_path / "out").exists()  # refused before Ray starts and before the folder is claimed
     result = mix_cli(tiny_bundle, "--background", "random", "--pose", "random", "--texture", "random", "--shard", "0/2",
                      "--out", tmp_path / "one.png")
     assert result.returncode == 2 and "--shard: only with --batch PLAN" in result.stderr
