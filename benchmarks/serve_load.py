@@ -37,6 +37,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from notes_section import write_section
 from PIL import Image
 
 from mnm.atomic import write_text
@@ -46,7 +47,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = {"demo": ROOT / "mnm" / "assets" / "demo" / "bundle", "paper": ROOT / "out" / "serve-bench" / "paper-bundle"}
 SERVE_BEGIN = "<!-- SERVE: written by benchmarks/serve_load.py -->"
 SERVE_END = "<!-- END SERVE -->"
-NOTES_END = "<!-- END NOTES -->"
 LISTENING = re.compile(r"on (?:Ray Serve at )?http://127\.0\.0\.1:(\d+)")
 
 
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     Path(options.json).parent.mkdir(parents=True, exist_ok=True)
     write_text(options.json, json.dumps(report, indent=2) + "\n")
     if options.markdown:
-        write_section(Path(options.markdown), render(report, options.json))
+        write_section(Path(options.markdown), render(report, options.json), SERVE_BEGIN, SERVE_END)
     return 0
 
 
@@ -291,20 +291,6 @@ def render(report: dict, json_path: str) -> str:
                          f"{sum(r['errors'].values()) + sum(base['errors'].values())} | {histogram} |")
     lines += [SERVE_END]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the SERVE section inside the notes of RESULTS.md (or add it before the notes end)."""
-    text = path.read_text(encoding="utf-8")
-    if SERVE_BEGIN in text and SERVE_END in text:
-        head, rest = text.split(SERVE_BEGIN, 1)
-        text = head + section + rest.split(SERVE_END, 1)[1]
-    elif NOTES_END in text:
-        head, tail = text.split(NOTES_END, 1)
-        text = head.rstrip("\n") + "\n\n" + section + "\n" + NOTES_END + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    write_text(path, text)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.debian import apt_install_missing
 from tests.server.conftest import DEMO, Server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,8 +40,7 @@ _artifacts: list[Path] = []
 @functools.cache
 def chromium_missing() -> str | None:
     """Why Chromium cannot run here, after installing it from Debian where we can; None when it can."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return None
+    return apt_install_missing(("chromium", "chromium-driver"), (CHROMIUM, CHROMEDRIVER))
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return "chromium and chromium-driver are not installed and cannot be (needs root and apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
