@@ -39,6 +39,9 @@ this to the previous one are left out, so a fast source keeps its speed, not its
 
 PROBE_READS = 8
 """Reads tried after a failed one: a stream that still gives frames was damaged, not at its end."""
+INDEX_SLACK = 1
+"""Frames an indexed file may come up short without being called damaged: an index can count a frame
+that does not decode (behind an edit list, say); a healthy file is never refused for that."""
 
 FRAME_NAME = re.compile(r"\d{6}\.png")
 
@@ -111,7 +114,7 @@ class CaptureSource:
         if cut_short(self.name):
             return "the file is cut short (truncated, or still being written)"
         damaged = "a frame could not be decoded (the file is damaged)"
-        if self.frame_count and n < self.frame_count and counts_frames(self.name):
+        if self.frame_count and n < self.frame_count - INDEX_SLACK and counts_frames(self.name):
             return damaged
         if any(self._cap.grab() for _ in range(PROBE_READS)):
             return damaged

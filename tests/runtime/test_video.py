@@ -458,6 +458,17 @@ def test_source_failing_mid_stream_keeps_what_was_produced(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_a_webcam_that_stops_is_reported_as_a_source_that_ended_early(tmp_path):
+    """The capture class webcams use, on a file, taken as live: when reads stop it says after how
+    many frames, as SourceEndedEarly (mnm animate: exit 2 unless --allow-short), not a quiet end."""
+    source = video.CaptureSource(write_video(tmp_path / "clip.mp4", 5))
+    source.live, source.frame_count = True, None  # what a webcam is: no announced length
+    report = realtime.run(source, slow_thumbnail(0), realtime=True, show_progress=False)
+    assert report.stopped == "source error" and isinstance(report.error, video.SourceEndedEarly)
+    assert "the camera stopped delivering frames after 5 frames" in str(report.error)
+    assert report.error.read == 5 and report.error.expected is None and report.frames_expected is None
+
+
 def test_a_model_error_keeps_frames_already_written(tmp_path):
     clip = write_video(tmp_path / "clip.mp4", 10)
 
