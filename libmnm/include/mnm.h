@@ -304,9 +304,11 @@ MNM_API mnm_status mnm_animator_close(mnm_animator *animator);
 
 /* ---------------------------------------------------------------- images */
 
-/* Decode an image file (PNG, JPEG, WebP, BMP, TIFF, recognised by their first bytes, not their names;
-   GIF too where the linked OpenCV decodes it) into a library-allocated *out: transparency over white
-   and 16-bit values as the mnm CLI does, a JPEG's EXIF orientation applied. At most 100 megapixels. */
+/* Decode an image file (PNG, JPEG, WebP, BMP, TIFF, recognised by their first bytes; GIF too where
+   the linked OpenCV decodes it) into a library-allocated *out: transparency over white and 16-bit
+   values as the mnm CLI does, a JPEG's EXIF orientation applied. At most 100 megapixels. Nothing
+   else is ever decoded, and a name that claims one of these formats must be that format (a TIFF
+   named .png: MNM_ERR_RUNTIME). */
 MNM_API mnm_status mnm_image_load(const char *path, mnm_image *out);
 
 /* Write an image file atomically (a temporary file renamed into place), the format from the

@@ -34,7 +34,7 @@ std::string number(double value)
 
 enum class Format { Png, Jpeg, Webp, Bmp, Gif, Tiff, Unknown };
 
-// The format from the first bytes: a file is decoded only as what it says it is.
+// The format from the first bytes: a file is decoded only as what its bytes say it is.
 Format sniff(const std::vector<uint8_t> &b)
 {
     auto starts = [&](const char *magic, size_t n, size_t at = 0) {
@@ -52,6 +52,30 @@ Format sniff(const std::vector<uint8_t> &b)
         return Format::Gif;
     if (starts("II*\0", 4) || starts("MM\0*", 4))
         return Format::Tiff;
+    return Format::Unknown;
+}
+
+const char *format_name(Format format)
+{
+    static const char *const names[] = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "unknown"};
+    return names[int(format)];
+}
+
+// The format a file's name claims (".png" -> PNG), Unknown when the suffix names none of the six.
+Format claimed_format(const std::string &path)
+{
+    size_t dot = path.find_last_of('.'), slash = path.find_last_of('/');
+    if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+        return Format::Unknown;
+    std::string ext = path.substr(dot);
+    for (char &ch : ext)
+        ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    static const std::pair<const char *, Format> suffixes[] = {
+        {".png", Format::Png},  {".jpg", Format::Jpeg}, {".jpeg", Format::Jpeg}, {".webp", Format::Webp},
+        {".bmp", Format::Bmp},  {".gif", Format::Gif},  {".tif", Format::Tiff},  {".tiff", Format::Tiff}};
+    for (const auto &[suffix, format] : suffixes)
+        if (ext == suffix)
+            return format;
     return Format::Unknown;
 }
 
@@ -167,6 +191,14 @@ Rgb load_image(const std::string &path)
     Format format = sniff(bytes);
     if (format == Format::Unknown)
         runtime_error(path + ": " + RECOGNISED);
+    // A name that claims one of the formats must be that format (a TIFF named .png is refused), as
+    // mnm.imaging.open_image does.
+    Format claimed = claimed_format(path);
+    if (claimed != Format::Unknown && claimed != format) {
+        std::string suffix = path.substr(path.find_last_of('.'));
+        runtime_error(path + ": the file is " + format_name(format) + ", but its name says " + format_name(claimed) +
+                      " (" + suffix + "); rename it or convert it to " + format_name(claimed));
+    }
     int64_t pixels = header_pixels(format, bytes);
     if (pixels > MAX_PIXELS)
         runtime_error(path + ": image is " + with_commas(pixels) + " pixels, over the limit of " +
