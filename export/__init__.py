@@ -1,8 +1,8 @@
 """Export: one ONNX graph per network, parity against PyTorch, FP16 graphs, TensorRT engines, and the
-bundle manifest (docs/architecture.md, "Bundle").
+bundle manifest (docs/bundle.md).
 
-Importing this package is cheap and torch-free, so the runtime can import
-``mnm.export.engine_record``; the torch-based API below loads on first use.
+Importing this package is cheap and torch-free (``mnm export --help`` and option checks run without
+torch); the torch-based API below loads on first use.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from mnm.export.onnx_graphs import EXPORTER, check_graph, export_graph
 from mnm.export.parity import check_parity
 from mnm.export.rewrites import DEFAULT_REWRITES, REWRITES, check_rewrites, rewrites_in, rewritten
 from mnm.export.specs import FP16_TOLERANCE, FP32_TOLERANCE, ExportModules, GraphSpec, graphs_for, modes_for
+from mnm.export.summary import summarize
 from mnm.export.tensorrt_build import TIMING_CACHE
-from mnm.nn.summary import summarize
 from mnm.progress import track
 
 DEFAULT_OPSET = 18

@@ -1,4 +1,4 @@
-"""The bundle manifest (docs/architecture.md, "Bundle"): what each file is, its digest, its tensors,
+"""The bundle manifest (docs/bundle.md, "`manifest.json`"): what each file is, its digest, its tensors,
 and how it was made and checked.
 
 Only the writer lives here; the torch-free reader is ``mnm.runtime``'s Bundle.

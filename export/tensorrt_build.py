@@ -21,10 +21,10 @@ from pathlib import Path
 
 from mnm.atomic import write_bytes, write_text
 from mnm.errors import MnmError
-from mnm.export.engine_record import local_gpu
 from mnm.export.manifest import write_manifest
 from mnm.progress import track
 from mnm.provenance import file_digest, utc_now
+from mnm.runtime.engine_record import local_gpu
 
 ENGINES = "engines"
 TIMING_CACHE = "timing.cache"

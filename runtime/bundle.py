@@ -1,6 +1,6 @@
 """Reading an exported bundle: the manifest, its graphs and engines, every file checked by sha256.
 
-The reader is the other half of the contract in docs/architecture.md ("Bundle"). It refuses a
+The reader is the other half of the contract in docs/bundle.md ("What readers refuse"). It refuses a
 manifest from a newer format version, a missing file and a file whose sha256 differs from the
 manifest, each with one line that names the file, so a damaged bundle never reaches a backend.
 """

@@ -43,9 +43,11 @@ class Pipeline:
     """Mix-and-match on an exported bundle: ``Pipeline(bundle, backend="auto", max_batch=16)``.
 
     ``bundle`` is a ``Bundle`` or a bundle folder; ``backend`` a name (see
-    ``mnm.runtime.backends``) or a backend object; ``backend_options`` go to the backend
-    (``precision``: auto, fp32, fp16 or int8; ``threads``...). ``concurrent`` runs independent
-    graphs of a request side by side (off by default; see ``mnm.runtime.executor``).
+    ``mnm.runtime.backends``) or a backend object. A backend made from a name runs ``precision``
+    (auto, fp32, fp16 or int8; ``Bundle.graph``) with ``threads`` CPU threads (None: the backend's
+    default), and gets ``backend_options`` (``device_id``...); a backend object was given its own.
+    ``concurrent`` runs independent graphs of a request side by side (off by default; see
+    ``mnm.runtime.executor``).
     ``fit`` squares references without a box: ``crop`` (the centred square) or ``squash`` (the
     whole image resized, as the MixNMatch authors evaluated their published models).
     """
@@ -58,13 +60,19 @@ class Pipeline:
         cache_size: int = DEFAULT_CACHE_SIZE,
         fit: str = "crop",
         concurrent: bool = False,
+        precision: str = "auto",
+        threads: int | None = None,
         **backend_options,
     ):
         self.fit = check_fit(fit)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.config = self.bundle.config
         if isinstance(backend, str):  # the TensorRT provider tunes its engines for max_batch
-            backend = create(self.bundle, backend, **{"max_batch": max_batch, **backend_options})
+            backend = create(self.bundle, backend, **{"max_batch": max_batch, "precision": precision,
+                                                      "threads": threads, **backend_options})
+        elif precision != "auto" or threads is not None or backend_options:
+            raise MnmError("Pipeline: precision, threads and backend options apply to a backend made from a name; "
+                           "give them to the backend object instead")
         self.backend = backend
         self.executor = Executor(self.bundle, self.backend, max_batch, cache_size, concurrent)
         self.counters = self.executor.counters

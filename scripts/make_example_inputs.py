@@ -11,7 +11,8 @@ own inputs from photos. A test checks that the shipped files are what this write
 import hashlib
 from pathlib import Path
 
-from mnm.demo import KNOWN_INPUTS, write_examples
+from mnm.cli.demo_files import write_examples
+from mnm.demo import KNOWN_INPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "inputs"

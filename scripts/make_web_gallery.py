@@ -8,7 +8,7 @@ a test checks that the shipped files are what this writes.
 
 from pathlib import Path
 
-from mnm.demo import write_gallery
+from mnm.cli.demo_files import write_gallery
 
 GALLERY = Path(__file__).resolve().parents[1] / "runtime" / "server" / "static" / "gallery"
 

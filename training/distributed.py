@@ -10,7 +10,7 @@ the backward pass. Float buffers (BatchNorm statistics) are averaged after each 
 replica holds identical tensors, which the checkpoint records as per-rank checksums.
 
 The process group comes from the usual environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
-LOCAL_RANK): ``torchrun --nproc_per_node=N -m mnm.training.launcher code ...`` or ``mnm train code
+LOCAL_RANK): ``torchrun --nproc_per_node=N -m mnm train code ...`` or ``mnm train code
 --nproc N``, whose launcher (``mnm.training.launcher.launch``) sets it for its children. NCCL on GPUs,
 gloo on CPUs.
 """

@@ -1,9 +1,9 @@
-"""Starting training processes: ``python -m mnm.training.launcher`` and the ``--nproc`` launcher.
+"""The ``--nproc`` launcher: ``mnm train code --nproc N`` starts N training processes on this machine.
 
-``torchrun --nproc_per_node=N -m mnm.training.launcher code --data DIR ...`` takes the same options as
-``mnm train code``; each process reads the process group from the environment torchrun sets.
-``mnm train code --nproc N`` starts N such processes itself (``launch``, without importing torch),
-each running ``python -m mnm.training.launcher worker --spec FILE``.
+``launch`` (torch-free) starts each as ``python -m mnm train worker --spec FILE`` (the CLI's hidden
+command), with the process group in the environment as torchrun sets it; ``torchrun
+--nproc_per_node=N -m mnm train code --data DIR ...`` starts the same processes itself. The training
+side never imports the CLI: the processes enter through ``mnm``'s ``__main__``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,6 @@ from pathlib import Path
 from mnm.atomic import write_text
 
 LAUNCHER_PID = "MNM_LAUNCHER_PID"
-
-
-def main(argv: list[str] | None = None) -> int:
-    import mnm.cli.train  # noqa: F401  (registers the train commands)
-    from mnm.cli import run
-
-    return run(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 def launcher_gone() -> bool:
@@ -62,7 +55,7 @@ def launch(spec: dict, nproc: int, grace_s: float = 10.0) -> int:
             "MASTER_PORT": str(_free_port()),
             LAUNCHER_PID: str(os.getpid()),
         }
-        cmd = [sys.executable, "-m", "mnm.training.launcher", "worker", "--spec", str(spec_file)]
+        cmd = [sys.executable, "-m", "mnm", "train", "worker", "--spec", str(spec_file)]
         children = [
             subprocess.Popen(cmd, env={**base_env, "RANK": str(rank), "LOCAL_RANK": str(rank)})
             for rank in range(nproc)
@@ -97,7 +90,3 @@ def _wait_all(children: list[subprocess.Popen], grace_s: float) -> int:
         first_failure = min(children, key=lambda c: (c.returncode in (0, 130), c.returncode == 0))
     code = first_failure.returncode
     return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports it
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ def demo(
     backend: str = typer.Option("auto", "--backend", help="auto, ort-cpu, ort-cuda, ort-trt or tensorrt."),
 ) -> None:
     """Run the bundled demo model: a mix-and-match grid, code vs feature mode, and an img2gif animation."""
-    from mnm.demo import run_demo
+    from mnm.cli.demo_files import run_demo
 
     result = run_demo(out, bundle=bundle, backend=backend)
     for line in result.summary:

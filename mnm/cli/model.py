@@ -50,7 +50,7 @@ def summary(
     from mnm.config import resolve_config
 
     cfg = resolve_config(preset, config, overrides)  # bad input fails before torch is imported
-    from mnm.nn.summary import summarize
+    from mnm.export.summary import summarize
 
     report = summarize(cfg)
     typer.echo(json.dumps(report, indent=2) if as_json else _table(report))

@@ -40,8 +40,8 @@ def open_pipeline(bundle: Path, backend: str, max_batch: int, threads: int | Non
     from mnm.runtime.pipeline import Pipeline
 
     check_precision_name(precision, "--precision")
-    options = {"precision": precision} if threads is None else {"threads": threads, "precision": precision}
-    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, fit=fit, **options)
+    pipe = Pipeline(Bundle.open(bundle), backend=backend, max_batch=max_batch, fit=fit, precision=precision,
+                    threads=threads)
     typer.echo(backend_line(pipe.backend, backend), err=True)
     if verbose:
         for line in skip_lines(pipe.backend):

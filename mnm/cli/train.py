@@ -2,7 +2,7 @@
 
 Both write a run folder (``--out runs`` → ``runs/<NNNNN>-<name>/``: options.json, stats.jsonl,
 samples/, checkpoints/, latest), continue exactly with ``--resume``, save and exit 130 on Ctrl-C,
-and run data-parallel with ``--nproc N`` (or under ``torchrun -m mnm.training.launcher``).
+and run data-parallel with ``--nproc N`` (or under ``torchrun -m mnm train ...``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The generator blocks follow the reference: every conv is bias-free and followed by BatchNorm,
 and gating is a GLU over channels (``F.glu``). The exporter computes each GLU as a value and a
-gate conv instead (the ``glu_split`` rewrite, ``mnm.nn.gated``).
+gate conv instead (the ``glu_split`` rewrite, ``mnm.export.rewrites.gated``).
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def tensorrt_cache_dir(bundle: Bundle, precision: str, max_batch: int, device_id
     """``<cache>/mnm/ort-trt/<bundle>/ort<v>-trt<v>-sm<cc>/<precision>-b<max_batch>``."""
     import onnxruntime as ort
 
-    from mnm.export.engine_record import local_gpu
+    from mnm.runtime.engine_record import local_gpu
 
     if base is None:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnm" / "ort-trt"

@@ -1,7 +1,7 @@
 """Native TensorRT: the bundle's prebuilt engines, the named-tensor API and preallocated buffers.
 
 Engines are not portable across GPU models or TensorRT versions: every engine's build record is
-checked against this machine (``mnm.export.engine_record.engine_compatibility``) and against the
+checked against this machine (``mnm.runtime.engine_record.engine_compatibility``) and against the
 graph it was built from (``source_sha256``) before anything is deserialised; a mismatch is refused
 with the command that rebuilds it. Then every engine is deserialised, given its execution contexts
 and buffers (``tensorrt_engine.Engine``) and run once on zeros, all when the backend is created, so
@@ -18,6 +18,7 @@ import threading
 import numpy as np
 
 from mnm.errors import MnmError
+from mnm.runtime import engine_record
 from mnm.runtime.backends import cuda
 from mnm.runtime.backends.base import BackendUnavailable, first_line, zero_feeds
 from mnm.runtime.backends.tensorrt_engine import REBUILD, Engine
@@ -39,24 +40,16 @@ def _modules():
 def machine_info(device_id: int = 0) -> dict:
     """What an engine must have been built for: TensorRT version, GPU name, compute capability."""
     trt, _ = _modules()
-    machine = _records().machine_info(trt.__version__, device_id)
+    machine = engine_record.machine_info(trt.__version__, device_id)
     if machine is None:
         raise BackendUnavailable(f"no CUDA GPU {device_id} is visible")
     return machine
 
 
-def _records():
-    try:
-        from mnm.export import engine_record
-    except ImportError as exc:
-        raise BackendUnavailable(f"cannot check engine build records ({exc})") from None
-    return engine_record
-
-
 def engine_problem(bundle: Bundle, entry: EngineEntry, machine: dict) -> str | None:
     """Why this engine cannot run on ``machine`` (None: it can), from its build record alone."""
     record = entry.record()
-    fits, reason = _records().engine_compatibility(record, machine)
+    fits, reason = engine_record.engine_compatibility(record, machine)
     if not fits:
         return f"{entry.path}: {reason}"
     table = bundle.graphs_fp16 if entry.precision == "fp16" else bundle.graphs

@@ -101,7 +101,7 @@ def graph_inputs(names, modules, batch: int, rng: np.random.Generator) -> dict[s
 
 
 def torch_graph(name: str, modules):
-    """What each graph promises (docs/architecture.md, "Bundle"), stated with the torch modules."""
+    """What each graph promises (docs/bundle.md, "Graphs"), stated with the torch modules."""
     g, e, x = modules
     table = {
         "enc_z": lambda image: {"z": e.z(image)},

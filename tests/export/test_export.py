@@ -21,8 +21,8 @@ from mnm.export.fp16 import to_fp16
 from mnm.export.macs import count_macs
 from mnm.export.onnx_graphs import check_graph
 from mnm.export.specs import ExportModules, graphs_for, modes_for
+from mnm.export.summary import summarize
 from mnm.nn.encoders import Encoder
-from mnm.nn.summary import summarize
 from tests.export.conftest import CFG, STEP, graph_inputs, torch_graph
 from tests.util import run_cli
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from mnm.export.engine_record import engine_compatibility, local_gpu, pick_smi_row, tensorrt_reads, version_tuple
 from mnm.export.tensorrt_build import batch_profiles, timing_cache
+from mnm.runtime.engine_record import engine_compatibility, local_gpu, pick_smi_row, tensorrt_reads, version_tuple
 from tests.util import run_python
 
 REBUILD = "mnm export runs/00001-cub --out bundle --trt --fp16"
@@ -82,7 +82,7 @@ def test_record_without_a_rebuild_command_still_says_how():
 def test_engine_record_imports_without_torch_or_tensorrt():
     code = (
         "import sys; sys.modules['tensorrt'] = None\n"
-        "from mnm.export.engine_record import engine_compatibility\n"
+        "from mnm.runtime.engine_record import engine_compatibility\n"
         f"print(engine_compatibility({RECORD!r}, {SAME!r})[0])\n"
         "assert 'torch' not in sys.modules or sys.modules['torch'] is None"
     )
@@ -112,7 +112,7 @@ def test_trt_flag_without_tensorrt_stops_after_a_complete_onnx_bundle(exported):
 def test_engines_are_built_and_recorded(exported):
     import tensorrt as trt
 
-    from mnm.export.engine_record import machine_info
+    from mnm.runtime.engine_record import machine_info
 
     assert exported.checkpoint_run.returncode == 0, exported.checkpoint_run.stderr
     bundle = exported.checkpoint_bundle

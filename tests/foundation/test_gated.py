@@ -12,11 +12,11 @@ from torch import nn
 
 from mnm.config import PRESETS
 from mnm.export.rewrites import EXPORT_REWRITES, rewrites_in, rewritten
+from mnm.export.rewrites.gated import GatedConv2d, GatedJoint, GatedLinear, GatedPhaseUpsample, rewrite_glus
+from mnm.export.rewrites.heads import ImageMaskHeads, fuse_heads
+from mnm.export.rewrites.phase import rewrite_up_blocks
 from mnm.nn import FeatureExtractor, Generator
 from mnm.nn.blocks import GLU, JointBlock, ResBlock, same_block, up_block
-from mnm.nn.gated import GatedConv2d, GatedJoint, GatedLinear, GatedPhaseUpsample, rewrite_glus
-from mnm.nn.heads import ImageMaskHeads, fuse_heads
-from mnm.nn.phase import rewrite_up_blocks
 from tests.foundation.test_phase import _randomise_batchnorm, export_with_dynamic_batch
 
 

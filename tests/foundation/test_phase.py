@@ -15,9 +15,9 @@ from torch import nn
 
 from mnm.config import PRESETS
 from mnm.export.rewrites import rewrites_in, rewritten
+from mnm.export.rewrites.phase import PhaseUpsample, rewrite_transposed_blocks, rewrite_up_blocks
 from mnm.nn import FeatureExtractor, Generator
 from mnm.nn.blocks import GLU, up_block
-from mnm.nn.phase import PhaseUpsample, rewrite_transposed_blocks, rewrite_up_blocks
 
 
 def _randomise_batchnorm(module: nn.Module, gen: torch.Generator) -> None:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mnm.config import PRESETS
+from mnm.export.summary import summarize
 from mnm.nn import Encoder, FeatureExtractor, Generator
-from mnm.nn.summary import summarize
 from tests.util import run_cli
 
 GRAPHS = ("enc_z", "enc_b", "enc_p", "enc_c", "g_background", "g_parent", "extractor", "g_child")
@@ -57,7 +57,7 @@ def test_paper_rewrite_saving_is_the_broadcast_code_share(paper):
 def test_paper_up_phase_saving_is_20_of_36_taps_per_up_block(paper):
     """Each upBlock at output side 2H: 36·H² taps per (in, out) channel pair naive (3×3 on the upsampled
     map), 16·H² as four 2×2 phase convs on the H×H input; the rest of the graph is unchanged."""
-    from mnm.nn.phase import is_up_block
+    from mnm.export.rewrites.phase import is_up_block
 
     cfg = PRESETS["paper"]
     stages = {"g_background": Generator(cfg).background, "g_parent": Generator(cfg).parent}

@@ -349,3 +349,19 @@ def test_bad_factors_are_one_clear_line(pipe, photos, factor, kind, message):
     with pytest.raises(MnmError, match=message) as info:
         pipe.mix(values["background"], values["pose"], values["shape"], values["texture"])
     assert "\n" not in str(info.value)
+
+
+def test_precision_and_threads_are_keyword_arguments_of_the_pipeline():
+    """``Pipeline(..., precision=, threads=)`` as docs/architecture.md says; they reach a backend made
+    from a name, and are refused (not ignored) beside a backend object, which was made with its own."""
+    import inspect
+
+    from mnm.demo import DEMO_DIR
+
+    parameters = inspect.signature(Pipeline).parameters
+    assert (parameters["precision"].default, parameters["threads"].default) == ("auto", None)
+    pipe = Pipeline(DEMO_DIR / "bundle", backend="ort-cpu", precision="fp32", threads=1)
+    assert pipe.backend.description == "ort-cpu (onnxruntime, fp32, 1 thread)"
+    with pytest.raises(MnmError, match="give them to the backend object instead"):
+        Pipeline(pipe.bundle, backend=pipe.backend, threads=2)
+    pipe.close()

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnm.demo import DEMO_DIR, KNOWN_INPUTS, write_examples
+from mnm.cli.demo_files import write_examples
+from mnm.demo import DEMO_DIR, KNOWN_INPUTS
 from tests.runtime.conftest import photo
 from tests.util import run_cli
 

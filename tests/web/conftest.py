@@ -81,7 +81,8 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="session")
 def camera_clip(tmp_path_factory) -> Path:
     """The demo's clip of a bird turning (what ``mnm demo`` animates), upscaled, as the fake camera."""
-    from mnm.demo import _clip, _references, demo_info
+    from mnm.cli.demo_files import _clip, _references
+    from mnm.demo import demo_info
     from mnm.training.synthetic import SynthSpec, render_scene
 
     spec = SynthSpec.from_dict(demo_info()["data"])

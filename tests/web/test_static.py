@@ -49,7 +49,7 @@ def test_no_file_of_the_page_names_another_origin():
 
 
 def test_the_gallery_is_what_the_demo_generator_renders(tmp_path):
-    from mnm.demo import write_gallery
+    from mnm.cli.demo_files import write_gallery
 
     entries = write_gallery(tmp_path / "gallery")
     shipped = json.loads((STATIC / "gallery" / "gallery.json").read_text())

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnm.config import ModelConfig
+from mnm.export.rewrites import DEFAULT_REWRITES, rewritten
 from mnm.nn.blocks import CodeConv3x3
 from mnm.nn.encoders import KINDS, Encoder
 from mnm.nn.extractor import FeatureExtractor
@@ -58,8 +59,6 @@ def summarize(cfg: ModelConfig, rewrites: Sequence[str] | None = None) -> dict:
     """``{"config", "rewrites", "graphs": {name: {params, macs, macs_naive, macs_saved}}, "totals":
     {generator, encoders, extractor}}``; MACs are per image. ``rewrites``: the export rewrites
     counted in ``macs`` (default: those ``mnm export`` applies)."""
-    from mnm.export.rewrites import DEFAULT_REWRITES, rewritten
-
     cfg.validate()
     rewrites = tuple(DEFAULT_REWRITES if rewrites is None else rewrites)
     graphs = {}

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from torch import nn
 
 from mnm.errors import MnmError
+from mnm.export.rewrites.gated import is_glu_site, rewrite_glus
+from mnm.export.rewrites.heads import fuse_heads, has_head_pairs
+from mnm.export.rewrites.phase import is_transposed_block, is_up_block, rewrite_transposed_blocks, rewrite_up_blocks
 from mnm.nn.blocks import CodeConv3x3
-from mnm.nn.gated import is_glu_site, rewrite_glus
-from mnm.nn.heads import fuse_heads, has_head_pairs
-from mnm.nn.phase import is_transposed_block, is_up_block, rewrite_transposed_blocks, rewrite_up_blocks
 
 REWRITES = {
     "code_conv": "joint conv over concat(features, broadcast code) = feature conv + nine border classes of the code",

@@ -3,9 +3,11 @@
 A serialized engine runs only on the GPU model it was built on and, unless it was built
 version-compatible, only with the exact TensorRT version that built it (TensorRT's "Version
 Compatibility" page: "By default, TensorRT engines are compatible only with the version of TensorRT
-used to build them"). So each engine carries a record (docs/architecture.md, "Bundle") and the
-runtime refuses a mismatch with the command that rebuilds it. Dependency-free (stdlib only;
-cuda-python used if present) so the torch-free runtime imports it without TensorRT.
+used to build them"). So each engine carries a record (docs/bundle.md, "Engine build records") and
+the runtime refuses a mismatch with the command that rebuilds it. It lives in the runtime, which
+checks the records; the exporter (``mnm.export.tensorrt_build``) takes the GPU it records from
+:func:`local_gpu`. Dependency-free
+(stdlib only; cuda-python used if present) so the torch-free runtime imports it without TensorRT.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnm.export.rewrites.phase import PhaseUpsample, fold_batchnorm, interleave_phases, padded_phases, replace_matching
 from mnm.nn.blocks import GLU, JointBlock, border_class_map, code_conv3x3
-from mnm.nn.phase import PhaseUpsample, fold_batchnorm, interleave_phases, padded_phases, replace_matching
 
 
 def _register_halves(module: nn.Module, axis: int = 0, **tensors: torch.Tensor) -> None:
@@ -76,7 +76,7 @@ class GatedJoint(nn.Module):
 
 
 class GatedPhaseUpsample(nn.Module):
-    """:class:`~mnm.nn.phase.PhaseUpsample` with each phase's GLU as value and gate convs."""
+    """:class:`~mnm.export.rewrites.phase.PhaseUpsample` with each phase's GLU as value and gate convs."""
 
     def __init__(self, block: PhaseUpsample):
         super().__init__()
