@@ -133,8 +133,8 @@ def test_bad_options_are_one_line(tiny_bundle, tmp_path):
         result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "out", *args)
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
         assert not (tmp_path / "out").exists()  # refused before Ray starts and before the folder is claimed
-    result = mix_cli(tiny_bundle, "--background", "random", "--pose", "random", "--texture", "random", "--shard", "0/2",
-                     "--out", tmp_path / "one.png")
+    every_factor = [arg for kind in ("background", "pose", "shape", "texture") for arg in (f"--{kind}", "random")]
+    result = mix_cli(tiny_bundle, *every_factor, "--shard", "0/2", "--out", tmp_path / "one.png")
     assert result.returncode == 2 and "--shard: only with --batch PLAN" in result.stderr
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.png").write_bytes(b"x")
