@@ -192,7 +192,7 @@ def test_a_plan_row_with_an_empty_factor_is_refused(tiny_bundle, photos, tmp_pat
     plan.write_text(f"background,pose,shape,texture\n{photos[0]},{photos[1]},code:0,{photos[2]}\nrandom,seed:1,,random\n")
     result = mix_cli(tiny_bundle, "--batch", plan, "--out", tmp_path / "rows")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert f"{plan}:3: missing shape:" in result.stderr
+    assert f"{plan}:3: shape: empty cell; every factor is given explicitly" in result.stderr
     assert not (tmp_path / "rows").exists()
 
 
